@@ -1,0 +1,45 @@
+"""Registry of benchmark models: ``MODELS[name](**kw)`` builds a ``ModelSpec`` for the current
+backend; ``get_model(name, backend="numpyro", **kw)`` picks the backend too.
+
+>>> spec = get_model("eight_schools", backend="numpyro")
+>>> spec.latent_dim, spec.sites[1], spec.reference.mean.shape
+(10, ('tau', ()), (10,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from models.api import backend as use_backend
+from models.banana import banana
+from models.eight_schools import eight_schools
+from models.funnel import funnel
+from models.hierarchical_regression import hierarchical_regression
+from models.linear_gaussian import linear_gaussian
+from models.logistic_regression import logistic_regression
+from models.spec import ModelSpec
+from models.stochastic_volatility import stochastic_volatility
+
+MODELS: dict[str, Callable[..., ModelSpec]] = {
+    "linear_gaussian": linear_gaussian,
+    "funnel": funnel,
+    "banana": banana,
+    "eight_schools": eight_schools,
+    "logistic_regression": logistic_regression,
+    "hierarchical_regression": hierarchical_regression,
+    "stochastic_volatility": stochastic_volatility,
+}
+
+#: models whose reference comes from ``models/references/<name>.json`` (NUTS)
+NUTS_MODELS = ("eight_schools", "logistic_regression", "hierarchical_regression",
+               "stochastic_volatility")
+
+
+def get_model(name: str, backend: str | None = None, **kwargs) -> ModelSpec:
+    """``MODELS[name](**kwargs)`` under ``backend`` ("pyro" / "numpyro"; default: current)."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; registered: {sorted(MODELS)}")
+    if backend is None:
+        return MODELS[name](**kwargs)
+    with use_backend(backend):
+        return MODELS[name](**kwargs)
