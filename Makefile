@@ -1,0 +1,35 @@
+# Two entry points: `make demo` and `make test`. Both (re)create .venv from a plain Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: venv demo test test-slow bench lint clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m models.demo --out results/demo
+
+test: venv
+	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-slow: venv
+	$(PY) -m pytest -q --durations=20 -m slow $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m models.bench_autoguide --out results/bench --resume
+
+lint: venv
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

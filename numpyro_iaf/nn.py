@@ -1,0 +1,108 @@
+"""MADE conditioner of an IAF step in JAX: ``z [..., D]`` (and context ``h [..., C]``) -> ``(m, s)``.
+
+Parameters are plain pytrees (a dict of arrays per network), stored with ``numpyro.param``: no
+module framework, nothing hidden, the same names and ``weight[out, in]`` layout as the PyTorch
+twin (so converting weights is a copy), and ``jit``/``vmap``/``grad`` see ordinary arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+from .masks import made_masks
+
+__all__ = ["MADE"]
+
+Params = dict[str, jnp.ndarray]
+
+
+class MADE:
+    """Masked MLP with ELU hidden layers returning the IAF step's ``(m, s)``, each ``[..., D]``.
+
+    ``hidden_l = elu(W_l^masked hidden_{l-1} + U_l h + b_l)``;
+    ``m = W_m^masked hidden_L + b_m (+ V^strict-lower z if skip)``, ``s = W_s^masked hidden_L + b_s``.
+    Same maths, names and defaults as ``pyro_iaf.MADE``; ``made(z, h)`` uses ``made.params``,
+    ``made.apply(params, z, h)`` any other parameters of the same structure.
+
+    Example:
+        >>> made = MADE(5, (16,), context_dim=3)
+        >>> m, s = made(jnp.ones((7, 5)), jnp.ones((7, 3)))
+        >>> m.shape, s.shape
+        ((7, 5), (7, 5))
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int] = (),
+        *,
+        context_dim: int = 0,
+        skip: bool = True,
+        reverse: bool = False,
+        s_bias: float = 2.0,
+        output_scale: float = 0.01,
+        seed: int = 0,
+    ) -> None:
+        self.input_dim, self.context_dim = input_dim, context_dim
+        self.hidden_dims, self.skip, self.reverse = tuple(hidden_dims), skip, reverse
+        self.s_bias, self.output_scale = s_bias, output_scale
+        hidden_masks, output_mask, skip_mask = made_masks(
+            input_dim, self.hidden_dims, context=context_dim > 0, reverse=reverse
+        )
+        self.hidden_masks = [jnp.asarray(m) for m in hidden_masks]
+        self.output_mask = jnp.tile(jnp.asarray(output_mask), (2, 1))
+        self.skip_mask = jnp.asarray(skip_mask)
+        self.params = self.init_params(jax.random.PRNGKey(seed))
+
+    def init_params(self, key: jax.Array) -> Params:
+        """Fresh parameters: hidden ``N(0, 1/fan_in)``, output ``output_scale`` times that."""
+        D, C = self.input_dim, self.context_dim
+        widths = (D, *self.hidden_dims)
+        keys = iter(jax.random.split(key, 2 * len(widths) + 2))
+        params: Params = {}
+        for l, (fan_in, width) in enumerate(zip(widths, self.hidden_dims)):
+            params[f"hidden_weights.{l}"] = jax.random.normal(next(keys), (width, fan_in)) / math.sqrt(fan_in)
+            params[f"hidden_biases.{l}"] = jnp.zeros(width)
+            if C:
+                params[f"context_weights.{l}"] = jax.random.normal(next(keys), (width, C)) / math.sqrt(C)
+        last = widths[-1]
+        params["output_weight"] = (
+            jax.random.normal(next(keys), (2 * D, last)) * self.output_scale / math.sqrt(last)
+        )
+        params["output_bias"] = jnp.concatenate([jnp.zeros(D), jnp.full((D,), float(self.s_bias))])
+        if C and not self.hidden_dims:
+            params["context_weights.0"] = (
+                jax.random.normal(next(keys), (2 * D, C)) * self.output_scale / math.sqrt(C)
+            )
+        if self.skip:
+            params["skip_weight"] = jnp.zeros((D, D))
+        return params
+
+    def __call__(self, z: jnp.ndarray, h: jnp.ndarray | None = None):
+        return self.apply(self.params, z, h)
+
+    def apply(self, params: Params, z: jnp.ndarray, h: jnp.ndarray | None = None):
+        """``z [..., D]``, ``h [..., C]`` or None -> ``(m, s)``, each ``[..., D]``."""
+        if (h is None) != (self.context_dim == 0):
+            raise ValueError(
+                f"MADE was built with context_dim={self.context_dim} but got context "
+                f"{'None' if h is None else tuple(h.shape)}; pass h of shape [..., "
+                f"{self.context_dim}] (use flow.condition(h)) or build it with context_dim=0."
+            )
+        x = z
+        for l, mask in enumerate(self.hidden_masks):
+            pre = x @ (params[f"hidden_weights.{l}"] * mask).T + params[f"hidden_biases.{l}"]
+            if h is not None:
+                pre = pre + h @ params[f"context_weights.{l}"].T
+            x = jax.nn.elu(pre)
+        out = x @ (params["output_weight"] * self.output_mask).T + params["output_bias"]
+        if h is not None and not self.hidden_dims:
+            out = out + h @ params["context_weights.0"].T
+        m, s = jnp.split(out, 2, axis=-1)
+        if self.skip:
+            m = m + z @ (params["skip_weight"] * self.skip_mask).T
+        return m, s

@@ -1,0 +1,56 @@
+"""Rank-based MADE masks (Germain et al. 2015), one convention: ``mask[out, in]``.
+
+Pure NumPy, so both backends build the very same masks (a shared test checks it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def input_degrees(input_dim: int, reverse: bool = False) -> np.ndarray:
+    """Autoregressive degree of each input, ``1..D`` (or ``D..1`` when ``reverse``). Shape ``[D]``."""
+    degrees = np.arange(1, input_dim + 1)
+    return degrees[::-1].copy() if reverse else degrees
+
+
+def hidden_degrees(width: int, input_dim: int, has_context: bool) -> np.ndarray:
+    """Degrees of a hidden layer, cycling so every degree gets units. Shape ``[width]``.
+
+    With a context, degree 0 (units that see no input, only ``h``) lets the first output
+    depend on the context too.
+    """
+    if has_context:
+        return np.arange(width) % input_dim
+    return np.arange(width) % max(input_dim - 1, 1) + 1
+
+
+def made_masks(
+    input_dim: int,
+    hidden_dims: tuple[int, ...] | list[int],
+    *,
+    context: bool = False,
+    reverse: bool = False,
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Masks of a MADE with ``D`` inputs and outputs ``(m, s)``, each ``mask[out, in]``.
+
+    Returns ``(hidden_masks, output_mask, skip_mask)``: ``hidden_masks[l]`` has shape
+    ``[H_l, H_{l-1}]`` (``H_{-1} = D``), ``output_mask`` ``[D, H_last]`` (shared by ``m`` and
+    ``s``; ``[D, D]`` strictly triangular when there is no hidden layer) and ``skip_mask``
+    ``[D, D]`` (output ``i`` sees input ``j`` iff ``deg_j < deg_i``).
+    """
+    d_in = input_degrees(input_dim, reverse)
+    previous = d_in
+    hidden_masks = []
+    for width in hidden_dims:
+        d_h = hidden_degrees(width, input_dim, context)
+        hidden_masks.append((d_h[:, None] >= previous[None, :]).astype(np.float32))
+        previous = d_h
+    output_mask = (d_in[:, None] > previous[None, :]).astype(np.float32)
+    skip_mask = (d_in[:, None] > d_in[None, :]).astype(np.float32)
+    return hidden_masks, output_mask, skip_mask
+
+
+def default_hidden_dims(input_dim: int) -> tuple[int, ...]:
+    """Default MADE widths (both backends): one hidden layer of ``2 D`` units, in [16, 256]."""
+    return (min(max(2 * input_dim, 16), 256),)

@@ -1,0 +1,156 @@
+"""One adapter per backend so that every shared test is written once (NumPy at the boundary)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+
+
+class PyroBackend:
+    name = "pyro"
+
+    def __init__(self) -> None:
+        import pyro_iaf
+        import torch
+
+        self.pkg, self.torch = pyro_iaf, torch
+
+    @contextlib.contextmanager
+    def float64(self) -> Iterator[None]:
+        old = self.torch.get_default_dtype()
+        self.torch.set_default_dtype(self.torch.float64)
+        try:
+            yield
+        finally:
+            self.torch.set_default_dtype(old)
+
+    def array(self, x):
+        return self.torch.as_tensor(np.asarray(x), dtype=self.torch.get_default_dtype())
+
+    @staticmethod
+    def numpy(x) -> np.ndarray:
+        return x.detach().cpu().numpy()
+
+    def perturb(self, flow, scale: float = 0.3, seed: int = 0):
+        """The flow with every parameter moved by ``scale * N(0, 1)`` (away from the identity)."""
+        g = self.torch.Generator().manual_seed(seed)
+        with self.torch.no_grad():
+            for p in flow.parameters():
+                p.add_(scale * self.torch.randn(p.shape, generator=g, dtype=p.dtype))
+        return flow
+
+    def bind(self, flow, h):
+        return flow if h is None else flow.condition(self.array(h))
+
+    def forward(self, flow, z, h=None) -> tuple[np.ndarray, np.ndarray]:
+        t = self.bind(flow, h)
+        z = self.array(z)
+        y = t(z)
+        return self.numpy(y), self.numpy(t.log_abs_det_jacobian(z, y))
+
+    def inverse(self, flow, y, h=None) -> np.ndarray:
+        return self.numpy(self.bind(flow, h).inv(self.array(y)))
+
+    def jacobian(self, flow, z, h=None) -> np.ndarray:
+        """``dy/dz`` for one point ``z [D]``: shape ``[D, D]``."""
+        t = self.bind(flow, h)
+        return self.numpy(self.torch.autograd.functional.jacobian(lambda x: t._call(x), self.array(z)))
+
+    def made(self, made, z, h=None) -> tuple[np.ndarray, np.ndarray]:
+        m, s = made(self.array(z), None if h is None else self.array(h))
+        return self.numpy(m), self.numpy(s)
+
+    def sample_and_log_prob(self, flow, num: int, seed: int, h=None):
+        import pyro.distributions as dist
+
+        self.torch.manual_seed(seed)
+        D = flow.input_dim
+        base = dist.Normal(self.torch.zeros(D), 1.0).to_event(1)
+        q = dist.TransformedDistribution(base, [self.bind(flow, h)])
+        x = q.sample((num,))
+        return self.numpy(x), self.numpy(q.log_prob(x))
+
+    def base_log_prob_of_inverse(self, flow, x, h=None) -> np.ndarray:
+        """``log N(f^{-1}(x); 0, I) - log|det J_f(f^{-1}(x))|`` computed by hand."""
+        t = self.bind(flow, h)
+        z = t.inv(self.array(x))
+        _, logdet = t._forward_with_logdet(z)
+        base = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * np.log(2 * np.pi)
+        return self.numpy(base - logdet)
+
+    def num_params(self, flow) -> int:
+        return sum(p.numel() for p in flow.parameters())
+
+
+class NumPyroBackend:
+    name = "numpyro"
+
+    def __init__(self) -> None:
+        import jax
+        import jax.numpy as jnp
+        import numpyro_iaf
+
+        self.pkg, self.jax, self.jnp = numpyro_iaf, jax, jnp
+
+    @contextlib.contextmanager
+    def float64(self) -> Iterator[None]:
+        with self.jax.enable_x64(True):
+            yield
+
+    def array(self, x):
+        return self.jnp.asarray(np.asarray(x), dtype=self.jnp.result_type(float))
+
+    @staticmethod
+    def numpy(x) -> np.ndarray:
+        return np.asarray(x)
+
+    def perturb(self, flow, scale: float = 0.3, seed: int = 0):
+        leaves, tree = self.jax.tree.flatten(flow.params)
+        keys = self.jax.random.split(self.jax.random.PRNGKey(seed), len(leaves))
+        dtype = self.jnp.result_type(float)
+        moved = [
+            leaf.astype(dtype) + scale * self.jax.random.normal(k, leaf.shape, dtype)
+            for leaf, k in zip(leaves, keys)
+        ]
+        return flow.with_params(self.jax.tree.unflatten(tree, moved))
+
+    def bind(self, flow, h):
+        return flow if h is None else flow.condition(self.array(h))
+
+    def forward(self, flow, z, h=None) -> tuple[np.ndarray, np.ndarray]:
+        y, logdet = self.bind(flow, h).call_with_intermediates(self.array(z))
+        return np.asarray(y), np.asarray(logdet)
+
+    def inverse(self, flow, y, h=None) -> np.ndarray:
+        return np.asarray(self.bind(flow, h).inv(self.array(y)))
+
+    def jacobian(self, flow, z, h=None) -> np.ndarray:
+        return np.asarray(self.jax.jacfwd(self.bind(flow, h))(self.array(z)))
+
+    def made(self, made, z, h=None) -> tuple[np.ndarray, np.ndarray]:
+        m, s = made(self.array(z), None if h is None else self.array(h))
+        return np.asarray(m), np.asarray(s)
+
+    def sample_and_log_prob(self, flow, num: int, seed: int, h=None):
+        import numpyro.distributions as dist
+
+        D = flow.input_dim
+        base = dist.Normal(self.jnp.zeros(D), 1.0).to_event(1)
+        q = dist.TransformedDistribution(base, self.bind(flow, h))
+        x = q.sample(self.jax.random.PRNGKey(seed), (num,))
+        return np.asarray(x), np.asarray(q.log_prob(x))
+
+    def base_log_prob_of_inverse(self, flow, x, h=None) -> np.ndarray:
+        t = self.bind(flow, h)
+        z = t.inv(self.array(x))
+        _, logdet = t.call_with_intermediates(z)
+        base = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * np.log(2 * np.pi)
+        return np.asarray(base - logdet)
+
+    def num_params(self, flow) -> int:
+        return sum(leaf.size for leaf in self.jax.tree.leaves(flow.params))
+
+
+BACKENDS = {"pyro": PyroBackend, "numpyro": NumPyroBackend}
