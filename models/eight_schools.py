@@ -32,5 +32,7 @@ def eight_schools_model(sigma, y) -> None:
 
 def eight_schools() -> ModelSpec:
     """Spec for the current backend: ``model(sigma, y)``, latents mu, tau, theta [8]."""
-    ref = load_reference("eight_schools", {}, data_digest(SIGMA, Y))
-    return build_spec("eight_schools", eight_schools_model, (SIGMA, Y), {}, SITES, ref, {})
+    digest = data_digest(SIGMA, Y)
+    ref = load_reference("eight_schools", {}, digest)
+    return build_spec("eight_schools", eight_schools_model, (SIGMA, Y), {}, SITES, ref, {},
+                      digest)

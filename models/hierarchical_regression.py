@@ -61,6 +61,7 @@ def hierarchical_regression(num_groups: int = 12, num_obs: int = 150, seed: int 
     sites = (("intercept_loc", ()), ("intercept_scale", ()), ("intercepts", (J,)),
              ("noise_scale", ()), ("slope", ()))
     config = {"num_groups": J, "num_obs": int(num_obs), "seed": int(seed)}
-    ref = load_reference("hierarchical_regression", config, data_digest(x, group, y))
+    digest = data_digest(x, group, y)
+    ref = load_reference("hierarchical_regression", config, digest)
     return build_spec("hierarchical_regression", hierarchical_regression_model, (x, group, y),
-                      {"num_groups": J}, sites, ref, config)
+                      {"num_groups": J}, sites, ref, config, digest)

@@ -47,6 +47,7 @@ def logistic_regression(num_features: int = NUM_FEATURES) -> ModelSpec:
     X, y = breast_cancer_data(int(num_features))
     sites = (("alpha", ()), ("beta", (int(num_features),)))
     config = {"num_features": int(num_features)}
-    ref = load_reference("logistic_regression", config, data_digest(X, y))
+    digest = data_digest(X, y)
+    ref = load_reference("logistic_regression", config, digest)
     return build_spec("logistic_regression", logistic_regression_model, (X, y), {}, sites, ref,
-                      config)
+                      config, digest)

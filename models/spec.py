@@ -52,7 +52,8 @@ class ModelSpec(Mapping):
     ``model(*model_args, **model_kwargs)`` runs under ``backend`` (arguments are arrays of that
     backend); ``raw_model`` is the written-once body that follows the current pyro-api backend.
     ``sites`` lists ``(name, shape)`` of the latents in flattening order; ``config`` the
-    factory's arguments; ``cache`` holds compiled helpers (e.g. ``api.log_joint`` in NumPyro).
+    factory's arguments; ``data_digest`` identifies the data a stored reference was made for;
+    ``cache`` holds compiled helpers (e.g. ``api.log_joint`` in NumPyro).
     """
 
     name: str
@@ -65,6 +66,7 @@ class ModelSpec(Mapping):
     reference: Reference | None
     raw_model: Callable
     config: dict[str, Any] = field(default_factory=dict)
+    data_digest: str = ""
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -184,6 +186,7 @@ def build_spec(
     sites: Sites,
     reference: Reference | None,
     config: dict[str, Any],
+    digest: str = "",
 ) -> ModelSpec:
     """Bind ``raw_model`` to the current backend; NumPy arrays in ``args``/``kwargs`` become
     backend arrays (default float, i.e. float32, or int64/int32 for integer data); other values
@@ -204,4 +207,5 @@ def build_spec(
         reference=reference,
         raw_model=raw_model,
         config=dict(config),
+        data_digest=digest,
     )

@@ -64,6 +64,7 @@ def stochastic_volatility(T: int = 100, seed: int = 0) -> ModelSpec:
     returns = sv_data(int(T), int(seed))
     sites = (("mu", ()), ("phi", ()), ("sigma", ()), ("z", (int(T),)))
     config = {"T": int(T), "seed": int(seed)}
-    ref = load_reference("stochastic_volatility", config, data_digest(returns))
+    digest = data_digest(returns)
+    ref = load_reference("stochastic_volatility", config, digest)
     return build_spec("stochastic_volatility", stochastic_volatility_model,
-                      (returns, *sv_design(int(T))), {}, sites, ref, config)
+                      (returns, *sv_design(int(T))), {}, sites, ref, config, digest)

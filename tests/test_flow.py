@@ -142,7 +142,7 @@ def test_affine_fresh_flow_is_near_identity(backend):
     z, _ = random_inputs(6, 0, n=50, seed=6)
     y, logdet = backend.forward(flow, z)
     np.testing.assert_allclose(y, z, rtol=0.05, atol=0.02)
-    np.testing.assert_allclose(logdet, 0.0, atol=0.05)
+    np.testing.assert_allclose(logdet, 0.0, atol=0.1)  # 12 terms s ~ N(0, 0.01^2 * |hidden|^2)
 
 
 def test_errors_name_the_shape(backend):
