@@ -114,13 +114,24 @@ class IAF(Transform):
     @property
     def config(self) -> dict:
         """Constructor arguments; the same keys in both backends."""
-        keys = ("input_dim", "num_flows", "hidden_dims", "context_dim", "skip", "gated",
-                "gate_bias", "output_scale", "seed")
+        keys = (
+            "input_dim",
+            "num_flows",
+            "hidden_dims",
+            "context_dim",
+            "skip",
+            "gated",
+            "gate_bias",
+            "output_scale",
+            "seed",
+        )
         return {k: getattr(self, k) for k in keys}
 
     def init_params(self, key: jax.Array) -> tuple[Params, ...]:
         """Fresh parameters drawn with ``key`` (what ``numpyro.param`` should start from)."""
-        return tuple(made.init_params(k) for made, k in zip(self.steps, jax.random.split(key, self.num_flows)))
+        return tuple(
+            made.init_params(k) for made, k in zip(self.steps, jax.random.split(key, self.num_flows))
+        )
 
     def with_params(self, params: Sequence[Params]) -> IAF:
         """The same flow with other parameters (same structure as ``flow.params``)."""

@@ -1,8 +1,22 @@
 """Inverse Autoregressive Flow posteriors for Pyro."""
 
+from .autoguide import AutoIAFNormal
+from .checks import NonFiniteLossError
+from .convert import convert_flow, export_params
+from .fit import FitResult, fit
 from .masks import default_hidden_dims, made_masks
 from .nn import MADE
-from .convert import convert_flow, export_params
 from .transforms import IAF
 
-__all__ = ["IAF", "MADE", "convert_flow", "export_params", "default_hidden_dims", "made_masks"]
+__all__ = [
+    "AutoIAFNormal",
+    "IAF",
+    "MADE",
+    "FitResult",
+    "NonFiniteLossError",
+    "fit",
+    "convert_flow",
+    "export_params",
+    "default_hidden_dims",
+    "made_masks",
+]

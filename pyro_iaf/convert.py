@@ -13,11 +13,7 @@ __all__ = ["export_params", "convert_flow"]
 def export_params(flow) -> dict[str, np.ndarray]:
     """Flat ``{"steps.<t>.<name>": array}`` of an IAF of either backend (masks excluded)."""
     if hasattr(flow, "state_dict"):  # PyTorch module
-        return {
-            k: v.detach().cpu().numpy()
-            for k, v in flow.state_dict().items()
-            if "mask" not in k
-        }
+        return {k: v.detach().cpu().numpy() for k, v in flow.state_dict().items() if "mask" not in k}
     return {f"steps.{t}.{k}": np.asarray(v) for t, step in enumerate(flow.params) for k, v in step.items()}
 
 
@@ -30,6 +26,9 @@ def convert_flow(flow) -> IAF:
     if missing:
         raise ValueError(f"convert_flow: parameter names differ between backends: {sorted(missing)}")
     ours.load_state_dict(
-        {k: torch.tensor(np.array(weights[k]), dtype=v.dtype) if k in weights else v for k, v in state.items()}
+        {
+            k: torch.tensor(np.array(weights[k]), dtype=v.dtype) if k in weights else v
+            for k, v in state.items()
+        }
     )
     return ours

@@ -77,9 +77,7 @@ class MADE(nn.Module):
             self.register_buffer("skip_mask", torch.as_tensor(skip_mask))
             self.skip_weight = nn.Parameter(torch.zeros(input_dim, input_dim))
 
-    def forward(
-        self, z: torch.Tensor, h: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``z [..., D]``, ``h [..., C]`` or None -> ``(m, s)``, each ``[..., D]``."""
         if (h is None) != (self.context_dim == 0):
             raise ValueError(

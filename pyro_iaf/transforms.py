@@ -161,12 +161,21 @@ class IAF(_IAFMath, TransformModule):
     @property
     def config(self) -> dict:
         """Constructor arguments; the same keys in both backends."""
-        keys = ("input_dim", "num_flows", "hidden_dims", "context_dim", "skip", "gated",
-                "gate_bias", "output_scale", "seed")
+        keys = (
+            "input_dim",
+            "num_flows",
+            "hidden_dims",
+            "context_dim",
+            "skip",
+            "gated",
+            "gate_bias",
+            "output_scale",
+            "seed",
+        )
         return {k: getattr(self, k) for k in keys}
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.shape[-1:] != (self.input_dim,):
+        if x.shape[-1] != self.input_dim and not torch._C._get_tracing_state():
             raise ValueError(f"IAF expected input shape [..., {self.input_dim}]; got {tuple(x.shape)}")
 
     def condition(self, context: torch.Tensor) -> ConditionedIAF:
@@ -178,4 +187,3 @@ class IAF(_IAFMath, TransformModule):
                 f"IAF expected context shape [..., {self.context_dim}]; got {tuple(context.shape)}"
             )
         return ConditionedIAF(self, context)
-

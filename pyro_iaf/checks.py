@@ -1,0 +1,51 @@
+"""Model checks with errors that name the site and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["check_latent_sites", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The ELBO became NaN or infinite during fitting."""
+
+    @classmethod
+    def at_step(cls, step: int, loss: float, lr: float | None) -> NonFiniteLossError:
+        hint = f"lower the learning rate (now {lr:g})" if lr is not None else "lower the learning rate"
+        return cls(
+            f"the loss became {loss} at step {step}. Try to {hint}, start closer to the data "
+            "(init_loc_fn=init_to_median, a smaller init_scale), or use more particles."
+        )
+
+
+def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: str) -> None:
+    """Raise ``ValueError`` for discrete latents, local latents in subsampled plates, no latents.
+
+    ``sites`` are trace entries of the model's unobserved sample sites, each with ``name``,
+    ``fn`` and ``cond_indep_stack`` (frames with ``name``, ``size`` and ``full_size``).
+    """
+    count = 0
+    for site in sites:
+        count += 1
+        name, fn = site["name"], site["fn"]
+        if fn.support.is_discrete:
+            raise ValueError(
+                f"{guide_name} cannot fit the discrete latent site '{name}' ({fn.support}). "
+                f"Enumerate it instead (config_enumerate + TraceEnum_ELBO) and hide it from this "
+                f"guide: {guide_name}(block(model, hide=['{name}'])), or marginalize it in the model."
+            )
+        for frame in site["cond_indep_stack"]:
+            full_size = getattr(frame, "full_size", None)
+            if full_size is not None and frame.size != full_size:
+                raise ValueError(
+                    f"{guide_name}: latent site '{name}' is local to the subsampled plate "
+                    f"'{frame.name}' ({frame.size} of {full_size}); its parameters would grow with "
+                    f"the data. Use {amortized_name}(model) for local latents."
+                )
+    if count == 0:
+        raise ValueError(
+            f"{guide_name} found no latent sample sites in the model: there is nothing to infer. "
+            "Use an empty guide (def guide(*args, **kwargs): pass) or check that latents are not "
+            "all observed."
+        )
