@@ -1,0 +1,54 @@
+"""One set of defaults for both backends (the CLI flags map onto these fields)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .nets import ARCHS, Arch
+
+__all__ = ["VAEConfig", "POSTERIORS", "OPTIMIZERS"]
+
+POSTERIORS = ("iaf", "diagonal")
+OPTIMIZERS = ("adam", "adamax")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Networks, posterior and optimiser of a VAE run.
+
+    ``flows`` IAF steps, each a MADE with two ELU hidden layers of ``width`` units conditioned on
+    the encoder's context ``h`` (``context_dim``); gated (sigmoid) steps with gate bias 2, order
+    reversed between steps. ``hidden``: width of the ``mlp`` encoder/decoder layers.
+    ``free_bits``: lambda in nats per latent (0 = the plain ELBO).
+    """
+
+    arch: str = "mlp"
+    posterior: str = "iaf"
+    latent_dim: int = 32
+    context_dim: int = 32
+    hidden: int = 300
+    flows: int = 2
+    width: int = 320
+    free_bits: float = 0.0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"Unknown arch {self.arch!r}; expected one of {ARCHS}")
+        if self.posterior not in POSTERIORS:
+            raise ValueError(f"Unknown posterior {self.posterior!r}; expected one of {POSTERIORS}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+        if self.posterior == "iaf" and self.flows < 1:
+            raise ValueError("--posterior iaf needs --flows >= 1 (or use --posterior diagonal)")
+        if self.free_bits < 0:
+            raise ValueError(f"free_bits must be >= 0; got {self.free_bits}")
+
+    def arch_for(self, side: int) -> Arch:
+        return Arch(self.arch, side, self.latent_dim, self.context_dim, self.hidden)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

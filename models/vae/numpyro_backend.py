@@ -1,0 +1,183 @@
+"""The VAE in NumPyro: pytree networks stored with ``numpyro.param``, jit'd ``SVI.update`` (optax)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import optax
+from numpyro import handlers
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro_iaf import IAF, export_params
+
+from models.api import bind
+
+from . import nets as N
+from .config import VAEConfig
+from .model import vae_guide, vae_model
+from .ops import jax_ops
+
+__all__ = ["NumPyroNets", "NumPyroVAE"]
+
+
+def _float(x):
+    return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+class NumPyroNets:
+    """Encoder, decoder and (optional) IAF; each call reads its pytree with ``numpyro.param``."""
+
+    def __init__(self, cfg: VAEConfig, arch: N.Arch) -> None:
+        init = N.init_params(arch, cfg.seed)
+        self.arch, self.latent_dim, self.F = arch, arch.latent_dim, jax_ops()
+        self.init = {k: {n: _float(v) for n, v in p.items()} for k, p in init.items()}
+        self.iaf = None
+        if cfg.posterior == "iaf":
+            self.iaf = IAF(arch.latent_dim, num_flows=cfg.flows, hidden_dims=(cfg.width, cfg.width),
+                           context_dim=arch.context_dim, seed=cfg.seed)
+            self.init["iaf"] = jax.tree.map(_float, self.iaf.params)
+
+    @property
+    def has_flow(self) -> bool:
+        return self.iaf is not None
+
+    def encode(self, x):
+        return N.encode(self.F, self.arch, numpyro.param("encoder", self.init["encoder"]), x)
+
+    def decode(self, z):
+        return N.decode(self.F, self.arch, numpyro.param("decoder", self.init["decoder"]), z)
+
+    def flow(self, z, h):
+        """``z0 [B, D]`` -> ``(z [B, D], sum_t log sigma_t [B, D])`` (gated IAF steps)."""
+        params = numpyro.param("iaf", self.init["iaf"])
+        log_sigma = jnp.zeros_like(z)
+        for made, p in zip(self.iaf.steps, params):
+            m, s = made.apply(p, z, h)
+            sigma = jax.nn.sigmoid(s)
+            z = sigma * z + (1 - sigma) * m
+            log_sigma = log_sigma + jax.nn.log_sigmoid(s)
+        return z, log_sigma
+
+
+def _log_prob_sum(tr):
+    """Per-datapoint sum of the log densities of a trace's sample sites (factors excluded)."""
+    total = 0.0
+    for site in tr.values():
+        if site["type"] == "sample" and site["name"] != "free_bits":
+            total = total + site["fn"].log_prob(site["value"])
+    return total
+
+
+class NumPyroVAE:
+    """``SVI(model, guide, optax.adam(ax), Trace_ELBO())`` with a jit'd ``update``."""
+
+    backend = "numpyro"
+
+    def __init__(self, cfg: VAEConfig, side: int) -> None:
+        self.cfg, self.arch = cfg, cfg.arch_for(side)
+        self.nets = NumPyroNets(cfg, self.arch)
+        self.model = bind(functools.partial(vae_model, nets=self.nets), "numpyro")
+        self.guide = bind(functools.partial(vae_guide, nets=self.nets, free_bits=cfg.free_bits), "numpyro")
+        self.eval_guide = bind(functools.partial(vae_guide, nets=self.nets), "numpyro")
+        opt = optax.adam if cfg.optimizer == "adam" else optax.adamax
+        self.svi = SVI(self.model, self.guide, opt(cfg.lr), Trace_ELBO())
+        self._x0 = jnp.zeros((cfg.batch_size, self.arch.pixels))
+        self.state = self.svi.init(jax.random.PRNGKey(cfg.seed), self._x0)
+        self._update = jax.jit(self.svi.update)
+        self._evaluate = jax.jit(self.svi.evaluate)
+        self._logw = jax.jit(self._log_weights)
+        self._decode = jax.jit(lambda p, z: jax.nn.sigmoid(N.decode(self.nets.F, self.arch, p, z)))
+
+    @property
+    def params(self) -> dict:
+        return self.svi.get_params(self.state)
+
+    def train_epoch(self, batches: np.ndarray, progress=None) -> float:
+        """One pass over ``batches [nb, B, P]``; mean training loss per image."""
+        losses = []
+        for xb in batches:
+            self.state, loss = self._update(self.state, jnp.asarray(xb))
+            losses.append(loss)
+            if progress is not None:
+                progress.update(1)
+        return float(jnp.stack(losses).sum()) / batches.shape[0] / batches.shape[1]
+
+    def loss(self, x) -> float:
+        """Training loss (``-L``, free bits included) per image on ``x`` (advances no state)."""
+        return float(self._evaluate(self.state, jnp.asarray(x))) / len(x)
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"svi_state": jax.device_get(self.state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = jax.tree.map(jnp.asarray, state["svi_state"])
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        """Flat ``{"encoder.<name>", "decoder.<name>", "iaf.steps.<t>.<name>": array}``."""
+        p = self.params
+        out = {f"{k}.{n}": np.asarray(v) for k in ("encoder", "decoder") for n, v in p[k].items()}
+        if self.nets.iaf is not None:
+            out.update({f"iaf.{k}": v for k, v in export_params(self.nets.iaf.with_params(p["iaf"])).items()})
+        return out
+
+    def load_weights(self, flat: dict[str, np.ndarray]) -> None:
+        """Replace all weights (the optimiser restarts; the RNG key is kept)."""
+        mine = self.export_weights()
+        if set(mine) != set(flat):
+            raise ValueError(f"load_weights: names differ: {sorted(set(mine) ^ set(flat))}")
+        p = {k: {n: _float(flat[f"{k}.{n}"]) for n in self.params[k]} for k in ("encoder", "decoder")}
+        if self.nets.iaf is not None:
+            p["iaf"] = tuple({n: _float(flat[f"iaf.steps.{t}.{n}"]) for n in step}
+                             for t, step in enumerate(self.params["iaf"]))
+        key = self.state.rng_key
+        self.state = self.svi.init(key, self._x0, init_params=p)._replace(rng_key=key)
+
+    # ---- evaluation ---------------------------------------------------------------------------
+
+    def _log_weights(self, params, x, key, fixed):
+        guide = handlers.substitute(self.eval_guide, data=params)
+        if fixed:
+            guide = handlers.condition(guide, data=fixed)
+        gtr = handlers.trace(handlers.seed(guide, key)).get_trace(x)
+        model = handlers.substitute(self.model, data=params)
+        mtr = handlers.trace(handlers.replay(model, trace=gtr)).get_trace(x)
+        return _log_prob_sum(mtr), _log_prob_sum(gtr)
+
+    def _next_key(self):
+        key, sub = jax.random.split(self.state.rng_key)
+        self.state = self.state._replace(rng_key=key)
+        return sub
+
+    def log_weights(self, x, fixed: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(log p(x, z) [N], log q(z | x) [N])`` for one ``z ~ q`` per row of ``x [N, P]``.
+
+        ``fixed``: ``{"z0": ...}`` (IAF) or ``{"z": ...}`` (diagonal) pins the guide's draw."""
+        fixed = {k: _float(v) for k, v in fixed.items()} if fixed else None
+        lp, lq = self._logw(self.params, _float(x), self._next_key(), fixed)
+        return np.asarray(lp), np.asarray(lq)
+
+    def decode_probs(self, z) -> np.ndarray:
+        return np.asarray(self._decode(self.params["decoder"], _float(z)))
+
+    def reconstruct(self, x) -> np.ndarray:
+        """Bernoulli means of ``p(x | z)`` for one ``z ~ q(z | x)`` per row."""
+        guide = handlers.seed(handlers.substitute(self.eval_guide, data=self.params), self._next_key())
+        return self.decode_probs(guide(_float(x)))
+
+    def eps_to_z(self, x1, eps) -> tuple[np.ndarray, np.ndarray]:
+        """For one image ``x1 [P]``: ``z(eps) [D]`` and the autodiff Jacobian ``dz/deps [D, D]``."""
+        x = _float(x1)[None]
+        nets = handlers.substitute(lambda e: _eps_to_z(self.nets, x, e), data=self.params)
+        e = _float(eps)
+        return np.asarray(nets(e)), np.asarray(jax.jacfwd(nets)(e))
+
+
+def _eps_to_z(nets, x, e):
+    mu, sigma, h = nets.encode(x)
+    z0 = mu + sigma * e[None]
+    return (nets.flow(z0, h)[0] if nets.has_flow else z0)[0]

@@ -1,0 +1,189 @@
+"""The VAE in Pyro: torch networks registered with ``pyro.module``, a torch loop on Trace_ELBO."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyro
+import pyro.poutine as poutine
+import torch
+import torch.nn.functional as F
+from pyro.infer import Trace_ELBO
+from pyro.poutine.util import site_is_subsample
+from pyro_iaf import IAF, export_params
+from torch import nn
+
+from models.api import bind
+
+from . import nets as N
+from .config import VAEConfig
+from .model import vae_guide, vae_model
+from .ops import torch_ops
+
+__all__ = ["PyroNets", "PyroVAE"]
+
+
+class TorchNet(nn.Module):
+    """A network's flat parameter dict as an ``nn.Module`` (``state_dict`` keys ``p.<name>``)."""
+
+    def __init__(self, params: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        dtype = torch.get_default_dtype()
+        self.p = nn.ParameterDict({k: nn.Parameter(torch.tensor(v, dtype=dtype)) for k, v in params.items()})
+
+
+class PyroNets(nn.Module):
+    """Encoder, decoder and (optional) IAF; each call registers its module with ``pyro.module``."""
+
+    def __init__(self, cfg: VAEConfig, arch: N.Arch) -> None:
+        super().__init__()
+        init = N.init_params(arch, cfg.seed)
+        self.arch, self.latent_dim, self.F = arch, arch.latent_dim, torch_ops()
+        self.encoder, self.decoder = TorchNet(init["encoder"]), TorchNet(init["decoder"])
+        self.iaf = None
+        if cfg.posterior == "iaf":
+            self.iaf = IAF(arch.latent_dim, num_flows=cfg.flows, hidden_dims=(cfg.width, cfg.width),
+                           context_dim=arch.context_dim, seed=cfg.seed)
+
+    @property
+    def has_flow(self) -> bool:
+        return self.iaf is not None
+
+    def encode(self, x):
+        pyro.module("encoder", self.encoder)
+        return N.encode(self.F, self.arch, self.encoder.p, x)
+
+    def decode(self, z):
+        pyro.module("decoder", self.decoder)
+        return N.decode(self.F, self.arch, self.decoder.p, z)
+
+    def flow(self, z, h):
+        """``z0 [B, D]`` -> ``(z [B, D], sum_t log sigma_t [B, D])`` (gated IAF steps)."""
+        pyro.module("iaf", self.iaf)
+        log_sigma = torch.zeros_like(z)
+        for made in self.iaf.steps:
+            m, s = made(z, h)
+            sigma = torch.sigmoid(s)
+            z = sigma * z + (1 - sigma) * m
+            log_sigma = log_sigma + F.logsigmoid(s)
+        return z, log_sigma
+
+
+def _log_prob_sum(tr) -> torch.Tensor:
+    """Per-datapoint sum of the log densities of a trace's sample sites (factors excluded)."""
+    total = 0.0
+    for site in tr.nodes.values():
+        if site["type"] == "sample" and not site_is_subsample(site) and site["name"] != "free_bits":
+            total = total + site["fn"].log_prob(site["value"])
+    return total
+
+
+class PyroVAE:
+    """Model + guide + Adam(ax) on their parameters; ``loss = Trace_ELBO().differentiable_loss``."""
+
+    backend = "pyro"
+
+    def __init__(self, cfg: VAEConfig, side: int) -> None:
+        pyro.clear_param_store()
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.arch = cfg, cfg.arch_for(side)
+        self.nets = PyroNets(cfg, self.arch)
+        self.model = bind(functools.partial(vae_model, nets=self.nets), "pyro")
+        self.guide = bind(functools.partial(vae_guide, nets=self.nets, free_bits=cfg.free_bits), "pyro")
+        self.eval_guide = bind(functools.partial(vae_guide, nets=self.nets), "pyro")
+        opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adamax
+        self.optim = opt(self.nets.parameters(), lr=cfg.lr)
+        self.elbo = Trace_ELBO()
+
+    def _tensor(self, x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=torch.get_default_dtype())
+
+    def train_epoch(self, batches: np.ndarray, progress=None) -> float:
+        """One pass over ``batches [nb, B, P]``; mean training loss per image."""
+        total = 0.0
+        for xb in batches:
+            loss = self.elbo.differentiable_loss(self.model, self.guide, self._tensor(xb))
+            self.optim.zero_grad()
+            loss.backward()
+            self.optim.step()
+            total += loss.item()
+            if progress is not None:
+                progress.update(1)
+        return total / batches.shape[0] / batches.shape[1]
+
+    def loss(self, x) -> float:
+        """Training loss (``-L``, free bits included) per image on ``x`` with the current RNG."""
+        with torch.no_grad():
+            return self.elbo.loss(self.model, self.guide, self._tensor(x)) / len(x)
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"nets": self.nets.state_dict(), "optim": self.optim.state_dict(),
+                "rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.nets.load_state_dict(state["nets"])
+        self.optim.load_state_dict(state["optim"])
+        torch.set_rng_state(state["rng"])
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        """Flat ``{"encoder.<name>", "decoder.<name>", "iaf.steps.<t>.<name>": array}``."""
+        out = {f"{k}.{n}": v.detach().cpu().numpy() for k in ("encoder", "decoder")
+               for n, v in getattr(self.nets, k).p.items()}
+        if self.nets.iaf is not None:
+            out.update({f"iaf.{k}": v for k, v in export_params(self.nets.iaf).items()})
+        return out
+
+    def load_weights(self, flat: dict[str, np.ndarray]) -> None:
+        mine = self.export_weights()
+        if set(mine) != set(flat):
+            raise ValueError(f"load_weights: names differ: {sorted(set(mine) ^ set(flat))}")
+        with torch.no_grad():
+            for k in ("encoder", "decoder"):
+                for n, p in getattr(self.nets, k).p.items():
+                    p.copy_(torch.as_tensor(flat[f"{k}.{n}"], dtype=p.dtype))
+            if self.nets.iaf is not None:
+                state = self.nets.iaf.state_dict()
+                for n in state:
+                    if f"iaf.{n}" in flat:
+                        state[n] = torch.as_tensor(flat[f"iaf.{n}"], dtype=state[n].dtype)
+                self.nets.iaf.load_state_dict(state)
+
+    # ---- evaluation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def log_weights(self, x, fixed: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(log p(x, z) [N], log q(z | x) [N])`` for one ``z ~ q`` per row of ``x [N, P]``.
+
+        ``fixed``: ``{"z0": ...}`` (IAF) or ``{"z": ...}`` (diagonal) pins the guide's draw."""
+        x = self._tensor(x)
+        guide = self.eval_guide
+        if fixed:
+            guide = poutine.condition(guide, data={k: self._tensor(v) for k, v in fixed.items()})
+        gtr = poutine.trace(guide).get_trace(x)
+        mtr = poutine.trace(poutine.replay(self.model, trace=gtr)).get_trace(x)
+        return _log_prob_sum(mtr).numpy(), _log_prob_sum(gtr).numpy()
+
+    @torch.no_grad()
+    def decode_probs(self, z) -> np.ndarray:
+        return torch.sigmoid(self.nets.decode(self._tensor(z))).numpy()
+
+    @torch.no_grad()
+    def reconstruct(self, x) -> np.ndarray:
+        """Bernoulli means of ``p(x | z)`` for one ``z ~ q(z | x)`` per row."""
+        return self.decode_probs(self.eval_guide(self._tensor(x)))
+
+    def eps_to_z(self, x1, eps) -> tuple[np.ndarray, np.ndarray]:
+        """For one image ``x1 [P]``: ``z(eps) [D]`` and the autodiff Jacobian ``dz/deps [D, D]``."""
+        x = self._tensor(x1)[None]
+
+        def fn(e):
+            mu, sigma, h = self.nets.encode(x)
+            z0 = mu + sigma * e[None]
+            return (self.nets.flow(z0, h)[0] if self.nets.has_flow else z0)[0]
+
+        e = self._tensor(eps)
+        jac = torch.autograd.functional.jacobian(fn, e)
+        return fn(e).detach().numpy(), jac.detach().numpy()
