@@ -27,6 +27,7 @@ from pyroapi.dispatch import _ALIASES, GenericModule
 __all__ = [
     "BACKENDS",
     "as_array",
+    "bind",
     "backend",
     "constrain",
     "current_backend",
