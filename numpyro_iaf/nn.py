@@ -53,9 +53,13 @@ class MADE:
         hidden_masks, output_mask, skip_mask = made_masks(
             input_dim, self.hidden_dims, context=context_dim > 0, reverse=reverse
         )
-        self.hidden_masks = [jnp.asarray(m) for m in hidden_masks]
-        self.output_mask = jnp.tile(jnp.asarray(output_mask), (2, 1))
-        self.skip_mask = jnp.asarray(skip_mask)
+        # masks carry each layer's gain 1/sqrt(fan_in): weights are stored at unit scale, so Adam's
+        # step in function space shrinks with the width ("equalized learning rate")
+        widths = (input_dim, *self.hidden_dims)
+        self.hidden_masks = [jnp.asarray(m) / math.sqrt(w) for m, w in zip(hidden_masks, widths)]
+        self.output_mask = jnp.tile(jnp.asarray(output_mask), (2, 1)) / math.sqrt(widths[-1])
+        self.skip_mask = jnp.asarray(skip_mask) / math.sqrt(input_dim)
+        self.context_gain = 1 / math.sqrt(max(context_dim, 1))
         self.params = self.init_params(jax.random.PRNGKey(seed))
 
     def init_params(self, key: jax.Array) -> Params:
@@ -65,18 +69,18 @@ class MADE:
         keys = iter(jax.random.split(key, 2 * len(widths) + 2))
         params: Params = {}
         for l, (fan_in, width) in enumerate(zip(widths, self.hidden_dims)):
-            params[f"hidden_weights.{l}"] = jax.random.normal(next(keys), (width, fan_in)) / math.sqrt(fan_in)
+            params[f"hidden_weights.{l}"] = jax.random.normal(next(keys), (width, fan_in))
             params[f"hidden_biases.{l}"] = jnp.zeros(width)
             if C:
-                params[f"context_weights.{l}"] = jax.random.normal(next(keys), (width, C)) / math.sqrt(C)
+                params[f"context_weights.{l}"] = jax.random.normal(next(keys), (width, C))
         last = widths[-1]
         params["output_weight"] = (
-            jax.random.normal(next(keys), (2 * D, last)) * self.output_scale / math.sqrt(last)
+            jax.random.normal(next(keys), (2 * D, last)) * self.output_scale
         )
         params["output_bias"] = jnp.concatenate([jnp.zeros(D), jnp.full((D,), float(self.s_bias))])
         if C and not self.hidden_dims:
             params["context_weights.0"] = (
-                jax.random.normal(next(keys), (2 * D, C)) * self.output_scale / math.sqrt(C)
+                jax.random.normal(next(keys), (2 * D, C)) * self.output_scale
             )
         if self.skip:
             params["skip_weight"] = jnp.zeros((D, D))
@@ -97,11 +101,11 @@ class MADE:
         for l, mask in enumerate(self.hidden_masks):
             pre = x @ (params[f"hidden_weights.{l}"] * mask).T + params[f"hidden_biases.{l}"]
             if h is not None:
-                pre = pre + h @ params[f"context_weights.{l}"].T
+                pre = pre + h @ (self.context_gain * params[f"context_weights.{l}"]).T
             x = jax.nn.elu(pre)
         out = x @ (params["output_weight"] * self.output_mask).T + params["output_bias"]
         if h is not None and not self.hidden_dims:
-            out = out + h @ params["context_weights.0"].T
+            out = out + h @ (self.context_gain * params["context_weights.0"]).T
         m, s = jnp.split(out, 2, axis=-1)
         if self.skip:
             m = m + z @ (params["skip_weight"] * self.skip_mask).T

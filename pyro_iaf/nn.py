@@ -25,7 +25,9 @@ class MADE(nn.Module):
     ``m = W_m^masked hidden_L + b_m (+ V^strict-lower z if skip)``, ``s = W_s^masked hidden_L + b_s``.
     Output ``i`` depends only on inputs of lower degree (``reverse`` flips the order). The output
     layer starts at ``output_scale`` times a unit-variance init and ``b_s = s_bias``, so a fresh
-    step is near ``m = 0, s = s_bias``. Weights are stored unmasked, ``weight[out, in]``.
+    step is near ``m = 0, s = s_bias``. Weights are stored unmasked, ``weight[out, in]``, at unit
+    scale: the masks carry each layer's gain ``1/sqrt(fan_in)`` (an equalized learning rate, which
+    keeps Adam's steps small in function space for wide layers and large ``D``).
 
     Example:
         >>> made = MADE(5, (16,), context_dim=3)
@@ -53,28 +55,29 @@ class MADE(nn.Module):
         hidden_masks, output_mask, skip_mask = made_masks(
             input_dim, self.hidden_dims, context=context_dim > 0, reverse=reverse
         )
+        # masks carry each layer's gain 1/sqrt(fan_in): weights are stored at unit scale, so Adam's
+        # step in function space shrinks with the width ("equalized learning rate")
         widths = (input_dim, *self.hidden_dims)
+        self.context_gain = 1 / math.sqrt(max(context_dim, 1))
         self.hidden_weights = nn.ParameterList()
         self.hidden_biases = nn.ParameterList()
         self.context_weights = nn.ParameterList()
         for l, (mask, fan_in, width) in enumerate(zip(hidden_masks, widths, self.hidden_dims)):
-            self.register_buffer(f"hidden_mask_{l}", torch.as_tensor(mask))
-            self.hidden_weights.append(_normal((width, fan_in), 1 / math.sqrt(fan_in), g))
+            self.register_buffer(f"hidden_mask_{l}", torch.as_tensor(mask) / math.sqrt(fan_in))
+            self.hidden_weights.append(_normal((width, fan_in), 1.0, g))
             self.hidden_biases.append(nn.Parameter(torch.zeros(width)))
             if context_dim:
-                self.context_weights.append(_normal((width, context_dim), 1 / math.sqrt(context_dim), g))
+                self.context_weights.append(_normal((width, context_dim), 1.0, g))
         last = widths[-1]
-        self.register_buffer("output_mask", torch.as_tensor(output_mask).repeat(2, 1))
-        self.output_weight = _normal((2 * input_dim, last), output_scale / math.sqrt(last), g)
+        self.register_buffer("output_mask", torch.as_tensor(output_mask).repeat(2, 1) / math.sqrt(last))
+        self.output_weight = _normal((2 * input_dim, last), output_scale, g)
         self.output_bias = nn.Parameter(
             torch.cat([torch.zeros(input_dim), torch.full((input_dim,), float(s_bias))])
         )
         if context_dim and not self.hidden_dims:  # linear IAF: context enters the output directly
-            self.context_weights.append(
-                _normal((2 * input_dim, context_dim), output_scale / math.sqrt(context_dim), g)
-            )
+            self.context_weights.append(_normal((2 * input_dim, context_dim), output_scale, g))
         if skip:
-            self.register_buffer("skip_mask", torch.as_tensor(skip_mask))
+            self.register_buffer("skip_mask", torch.as_tensor(skip_mask) / math.sqrt(input_dim))
             self.skip_weight = nn.Parameter(torch.zeros(input_dim, input_dim))
 
     def forward(self, z: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,11 +92,11 @@ class MADE(nn.Module):
         for l, (w, b) in enumerate(zip(self.hidden_weights, self.hidden_biases)):
             pre = F.linear(x, w * getattr(self, f"hidden_mask_{l}"), b)
             if h is not None:
-                pre = pre + F.linear(h, self.context_weights[l])
+                pre = pre + F.linear(h, self.context_gain * self.context_weights[l])
             x = F.elu(pre)
         out = F.linear(x, self.output_weight * self.output_mask, self.output_bias)
         if h is not None and not self.hidden_dims:
-            out = out + F.linear(h, self.context_weights[0])
+            out = out + F.linear(h, self.context_gain * self.context_weights[0])
         m, s = out.split(self.input_dim, dim=-1)
         if self.skip:
             m = m + F.linear(z, self.skip_weight * self.skip_mask)

@@ -1,0 +1,252 @@
+"""Benchmark: IAF autoguides vs the built-in guides on the linear-Gaussian model (exact log Z).
+
+    python -m models.bench_autoguide --out results/bench --resume
+    python -m models.bench_autoguide --backends numpyro --dims 10,100 --budgets hot --seeds 1
+
+Each cell (backend, budget, D, guide, seed) fits the guide, then scores it by a 1000-particle
+ELBO; the gap is ``log Z - ELBO`` (>= 0). ms/step is the median of 3 timed blocks of steps after
+warm-up. Cells are cached in ``<out>/cells.json`` (``--resume`` skips done cells), and the
+tables go to ``<out>/bench.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from models.linear_gaussian import linear_gaussian_data, linear_gaussian_model, linear_gaussian_reference
+
+BUDGETS = {  # name: (lr, particles, steps)
+    "hot": (1e-2, 1, 2000),
+    "gentle": (3e-3, 8, 5000),
+}
+GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf_builtin_stable", "iaf", "iaf_builtin_size")
+TIMING_STEPS = 50
+
+
+def _pyro_guide(name: str, model: Callable, D: int):
+    from pyro.infer import autoguide
+
+    import pyro_iaf
+
+    builtin_hidden = [3 * D + 1]  # Pyro's AutoIAFNormal default hidden_dim
+    if name == "diagonal":
+        return autoguide.AutoDiagonalNormal(model)
+    if name == "multivariate":
+        return autoguide.AutoMultivariateNormal(model)
+    if name == "iaf_builtin":
+        return autoguide.AutoIAFNormal(model)
+    if name == "iaf_builtin_stable":
+        return autoguide.AutoIAFNormal(model, stable=True)
+    if name == "iaf":
+        return pyro_iaf.AutoIAFNormal(model)
+    if name == "iaf_builtin_size":
+        return pyro_iaf.AutoIAFNormal(model, num_flows=1, hidden_dims=builtin_hidden)
+    raise ValueError(f"unknown guide {name!r} for pyro")
+
+
+def _numpyro_guide(name: str, model: Callable, D: int):
+    from numpyro.infer import autoguide
+
+    import numpyro_iaf
+
+    if name == "diagonal":
+        return autoguide.AutoDiagonalNormal(model)
+    if name == "multivariate":
+        return autoguide.AutoMultivariateNormal(model)
+    if name == "iaf_builtin":
+        return autoguide.AutoIAFNormal(model)
+    if name == "iaf":
+        return numpyro_iaf.AutoIAFNormal(model)
+    if name == "iaf_builtin_size":  # NumPyro's defaults: 3 flows of [D, D]
+        return numpyro_iaf.AutoIAFNormal(model, num_flows=3, hidden_dims=[D, D])
+    raise ValueError(f"unknown guide {name!r} for numpyro")
+
+
+def run_cell_pyro(guide_name: str, D: int, budget: str, seed: int, scale: float = 0.1) -> dict:
+    import pyro
+    import torch
+    from pyro.infer import SVI, Trace_ELBO
+
+    from models.api import bind
+
+    lr, particles, steps = BUDGETS[budget]
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    model = bind(linear_gaussian_model, "pyro")
+    y = torch.tensor(linear_gaussian_data(D, scale), dtype=torch.float32)
+    guide = _pyro_guide(guide_name, model, D)
+    elbo = Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": lr}), elbo)
+    diverged, times = None, []
+    t0 = time.perf_counter()
+    for step in range(steps):
+        if step in (100, 100 + TIMING_STEPS, 100 + 2 * TIMING_STEPS):
+            times.append(time.perf_counter())
+        loss = svi.step(y, scale)
+        if not np.isfinite(loss):
+            diverged = step
+            break
+    total = time.perf_counter() - t0
+    ms = statistics.median(np.diff(times + [times[-1]])[:2] * 1e3 / TIMING_STEPS) if len(times) == 3 else None
+    final = None
+    if diverged is None:
+        with torch.no_grad():
+            final = -Trace_ELBO(num_particles=1000, vectorize_particles=True).loss(model, guide, y, scale)
+    n_params = sum(v.numel() for v in pyro.get_param_store().values())
+    return _row("pyro", guide_name, D, budget, seed, scale, final, diverged, ms, total, n_params)
+
+
+def run_cell_numpyro(guide_name: str, D: int, budget: str, seed: int, scale: float = 0.1) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
+
+    from models.api import bind
+
+    lr, particles, steps = BUDGETS[budget]
+    model = bind(linear_gaussian_model, "numpyro")
+    y = jnp.asarray(linear_gaussian_data(D, scale), dtype=jnp.float32)
+    guide = _numpyro_guide(guide_name, model, D)
+    svi = SVI(model, guide, numpyro.optim.Adam(lr), Trace_ELBO(num_particles=particles))
+    state = svi.init(jax.random.PRNGKey(seed), y, scale)
+    block = TIMING_STEPS
+
+    @jax.jit
+    def run_block(state):
+        return jax.lax.scan(lambda s, _: svi.update(s, y, scale), state, None, length=block)
+
+    t0 = time.perf_counter()
+    diverged, times, done = None, [], 0
+    while done < steps:
+        t = time.perf_counter()
+        state, losses = run_block(state)
+        losses = np.asarray(losses)
+        if 0 < done <= 3 * block:
+            times.append((time.perf_counter() - t) * 1e3 / block)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            diverged = done + int(bad[0])
+            break
+        done += block
+    total = time.perf_counter() - t0
+    final = None
+    params = svi.get_params(state)
+    if diverged is None:
+        neg = Trace_ELBO(num_particles=1000).loss(jax.random.PRNGKey(seed + 1), params, model, guide, y, scale)
+        final = -float(neg)
+    n_params = int(sum(np.size(v) for v in jax.tree.leaves(params)))
+    ms = statistics.median(times) if times else None
+    return _row("numpyro", guide_name, D, budget, seed, scale, final, diverged, ms, total, n_params)
+
+
+def _row(backend, guide, D, budget, seed, scale, elbo, diverged, ms, total, n_params) -> dict:
+    log_z = linear_gaussian_reference(D, scale).log_evidence
+    gap = None if elbo is None or not np.isfinite(elbo) else log_z - elbo
+    return {
+        "scale": scale,
+        "backend": backend,
+        "guide": guide,
+        "D": D,
+        "budget": budget,
+        "seed": seed,
+        "elbo": elbo,
+        "log_evidence": log_z,
+        "gap": gap,
+        "diverged_step": diverged,
+        "ms_per_step": ms,
+        "total_s": total,
+        "num_params": n_params,
+    }
+
+
+RUNNERS = {"pyro": run_cell_pyro, "numpyro": run_cell_numpyro}
+
+
+def _key(backend, budget, D, guide, seed) -> str:
+    return f"{backend}|{budget}|{D}|{guide}|{seed}"
+
+
+def write_tables(cells: dict, path: Path, machine: str) -> None:
+    rows = list(cells.values())
+    lines = [f"Machine: {machine}. Gap = exact log Z - ELBO (1000-particle estimate), nats; mean over seeds.", ""]
+    for backend in ("pyro", "numpyro"):
+        for budget, (lr, particles, steps) in BUDGETS.items():
+            sel = [r for r in rows if r["backend"] == backend and r["budget"] == budget]
+            if not sel:
+                continue
+            lines += [
+                f"### {backend}, budget `{budget}` (Adam {lr:g}, {particles} particle(s), {steps} steps)",
+                "",
+                "| guide | D | gap (mean) | gap per seed | diverged | ms/step | params |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            groups: dict[tuple, list] = {}
+            for r in sel:
+                groups.setdefault((r["guide"], r["D"], r.get("scale", 0.1)), []).append(r)
+            for (guide, D, scale), rs in sorted(
+                groups.items(), key=lambda kv: (kv[0][2], kv[0][1], GUIDES.index(kv[0][0]))
+            ):
+                gaps = [r["gap"] for r in rs]
+                finite = [g for g in gaps if g is not None]
+                mean = f"{np.mean(finite):.2f}" if len(finite) == len(gaps) else "diverged"
+                per = ", ".join("NaN" if g is None else f"{g:.2f}" for g in gaps)
+                div = ", ".join(str(r["diverged_step"]) for r in rs if r["diverged_step"] is not None) or "-"
+                ms = [r["ms_per_step"] for r in rs if r["ms_per_step"]]
+                ms_s = f"{statistics.median(ms):.2f}" if ms else "-"
+                flag = (" (1 seed)" if len(rs) == 1 else "") + ("" if scale == 0.1 else f", A={scale:g}*tril")
+                lines.append(f"| {guide} | {D}{flag} | {mean} | {per} | {div} | {ms_s} | {rs[0]['num_params']} |")
+            lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="pyro,numpyro")
+    parser.add_argument("--dims", default="10,100,1000")
+    parser.add_argument("--budgets", default="hot,gentle")
+    parser.add_argument("--guides", default=",".join(GUIDES))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds-at-1000", type=int, default=1)
+    parser.add_argument("--out", default="results/bench")
+    parser.add_argument("--scale", type=float, default=0.1, help="A = scale * tril(ones)")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # one intra-op thread: stable timings on a shared 2-core machine
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cells.json"
+    cells = json.loads(cache.read_text()) if args.resume and cache.exists() else {}
+    machine = f"{platform.machine()} {platform.processor() or ''} ({__import__('os').cpu_count()} cores)".strip()
+    for backend in args.backends.split(","):
+        for budget in args.budgets.split(","):
+            for D in map(int, args.dims.split(",")):
+                for guide in args.guides.split(","):
+                    if guide == "multivariate" and D > 100:
+                        continue
+                    if guide == "iaf_builtin_stable" and backend != "pyro":
+                        continue
+                    for seed in range(args.seeds if D < 1000 else args.seeds_at_1000):
+                        key = _key(backend, budget, D, guide, seed) + ("" if args.scale == 0.1 else f"|A{args.scale:g}")
+                        if key in cells:
+                            continue
+                        row = RUNNERS[backend](guide, D, budget, seed, args.scale)
+                        cells[key] = row
+                        cache.write_text(json.dumps(cells, indent=1))
+                        print(key, f"gap={row['gap']}", f"ms={row['ms_per_step']}", flush=True)
+                        write_tables(cells, out / "bench.md", machine)
+    write_tables(cells, out / "bench.md", machine)
+
+
+if __name__ == "__main__":
+    main()
