@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
@@ -78,28 +79,48 @@ class NumPyroVAE:
 
     def __init__(self, cfg: VAEConfig, side: int) -> None:
         self.cfg, self.arch = cfg, cfg.arch_for(side)
-        self.nets = NumPyroNets(cfg, self.arch)
-        self.model = bind(functools.partial(vae_model, nets=self.nets), "numpyro")
-        self.guide = bind(functools.partial(vae_guide, nets=self.nets, free_bits=cfg.free_bits), "numpyro")
-        self.eval_guide = bind(functools.partial(vae_guide, nets=self.nets), "numpyro")
+        key = (cfg, side)
+        if key not in _BUILT:  # networks, SVI and jit'd functions depend only on (cfg, side)
+            _BUILT[key] = self._build()
+        for name, value in _BUILT[key].items():
+            setattr(self, name, value)
+        self._compiled = None
+
+    def _build(self) -> dict:
+        cfg = self.cfg
+        nets = NumPyroNets(cfg, self.arch)
+        model = bind(functools.partial(vae_model, nets=nets), "numpyro")
+        guide = bind(functools.partial(vae_guide, nets=nets, free_bits=cfg.free_bits), "numpyro")
+        eval_guide = bind(functools.partial(vae_guide, nets=nets), "numpyro")
         opt = optax.adam if cfg.optimizer == "adam" else optax.adamax
-        self.svi = SVI(self.model, self.guide, opt(cfg.lr), Trace_ELBO())
-        self._x0 = jnp.zeros((cfg.batch_size, self.arch.pixels))
-        self.state = self.svi.init(jax.random.PRNGKey(cfg.seed), self._x0)
-        self._update = jax.jit(self.svi.update)
-        self._evaluate = jax.jit(self.svi.evaluate)
-        self._logw = jax.jit(self._log_weights)
-        self._decode = jax.jit(lambda p, z: jax.nn.sigmoid(N.decode(self.nets.F, self.arch, p, z)))
+        svi = SVI(model, guide, opt(cfg.lr), Trace_ELBO())
+        x0 = jnp.zeros((cfg.batch_size, self.arch.pixels))
+        # jit'd: eager init would compile each of its ~100 small ops separately
+        state = jax.jit(svi.init)(jax.random.PRNGKey(cfg.seed), x0)
+        built = dict(nets=nets, model=model, guide=guide, eval_guide=eval_guide, svi=svi, _x0=x0,
+                     state=state, _update=jax.jit(svi.update), _evaluate=jax.jit(svi.evaluate))
+        built["_logw"] = jax.jit(functools.partial(_log_weights, model, eval_guide))
+        built["_decode"] = jax.jit(lambda p, z: jax.nn.sigmoid(N.decode(nets.F, self.arch, p, z)))
+        built["_eps_jac"] = jax.jit(functools.partial(_eps_to_z_and_jacobian, nets))
+        return built
 
     @property
     def params(self) -> dict:
         return self.svi.get_params(self.state)
 
+    def warmup(self, xb) -> float:
+        """Compile the SVI step for minibatches shaped like ``xb`` (ahead of timing); seconds."""
+        t0 = time.perf_counter()
+        self._compiled = self._update.lower(self.state, jnp.asarray(xb)).compile()
+        return time.perf_counter() - t0
+
     def train_epoch(self, batches: np.ndarray, progress=None) -> float:
         """One pass over ``batches [nb, B, P]``; mean training loss per image."""
+        if self._compiled is None:
+            self.warmup(batches[0])
         losses = []
         for xb in batches:
-            self.state, loss = self._update(self.state, jnp.asarray(xb))
+            self.state, loss = self._compiled(self.state, jnp.asarray(xb))
             losses.append(loss)
             if progress is not None:
                 progress.update(1)
@@ -134,19 +155,9 @@ class NumPyroVAE:
         if self.nets.iaf is not None:
             p["iaf"] = tuple({n: _float(flat[f"iaf.steps.{t}.{n}"]) for n in step}
                              for t, step in enumerate(self.params["iaf"]))
-        key = self.state.rng_key
-        self.state = self.svi.init(key, self._x0, init_params=p)._replace(rng_key=key)
+        self.state = self.state._replace(optim_state=self.svi.optim.init(p))
 
     # ---- evaluation ---------------------------------------------------------------------------
-
-    def _log_weights(self, params, x, key, fixed):
-        guide = handlers.substitute(self.eval_guide, data=params)
-        if fixed:
-            guide = handlers.condition(guide, data=fixed)
-        gtr = handlers.trace(handlers.seed(guide, key)).get_trace(x)
-        model = handlers.substitute(self.model, data=params)
-        mtr = handlers.trace(handlers.replay(model, trace=gtr)).get_trace(x)
-        return _log_prob_sum(mtr), _log_prob_sum(gtr)
 
     def _next_key(self):
         key, sub = jax.random.split(self.state.rng_key)
@@ -169,15 +180,31 @@ class NumPyroVAE:
         guide = handlers.seed(handlers.substitute(self.eval_guide, data=self.params), self._next_key())
         return self.decode_probs(guide(_float(x)))
 
-    def eps_to_z(self, x1, eps) -> tuple[np.ndarray, np.ndarray]:
-        """For one image ``x1 [P]``: ``z(eps) [D]`` and the autodiff Jacobian ``dz/deps [D, D]``."""
-        x = _float(x1)[None]
-        nets = handlers.substitute(lambda e: _eps_to_z(self.nets, x, e), data=self.params)
-        e = _float(eps)
-        return np.asarray(nets(e)), np.asarray(jax.jacfwd(nets)(e))
+    def eps_to_z(self, x1, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For one image ``x1 [P]``: ``z0 = mu + sigma eps``, ``z(eps)`` and ``dz/deps [D, D]``."""
+        z, z0, jac = self._eps_jac(self.params, _float(x1)[None], _float(eps))
+        return np.asarray(z0), np.asarray(z), np.asarray(jac)
 
 
-def _eps_to_z(nets, x, e):
-    mu, sigma, h = nets.encode(x)
-    z0 = mu + sigma * e[None]
-    return (nets.flow(z0, h)[0] if nets.has_flow else z0)[0]
+_BUILT: dict = {}
+
+
+def _log_weights(model, guide, params, x, key, fixed):
+    guide = handlers.substitute(guide, data=params)
+    if fixed:
+        guide = handlers.substitute(guide, data=fixed)
+    gtr = handlers.trace(handlers.seed(guide, key)).get_trace(x)
+    model = handlers.substitute(model, data=params)
+    mtr = handlers.trace(handlers.replay(model, trace=gtr)).get_trace(x)
+    return _log_prob_sum(mtr), _log_prob_sum(gtr)
+
+
+def _eps_to_z_and_jacobian(nets, params, x, e):
+    def fn(e):
+        mu, sigma, h = nets.encode(x)
+        z0 = mu + sigma * e[None]
+        return (nets.flow(z0, h)[0] if nets.has_flow else z0)[0], z0[0]
+
+    fn = handlers.substitute(fn, data=params)
+    z, z0 = fn(e)
+    return z, z0, jax.jacfwd(lambda e: fn(e)[0])(e)

@@ -99,6 +99,10 @@ class PyroVAE:
     def _tensor(self, x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=torch.get_default_dtype())
 
+    def warmup(self, xb) -> float:
+        """Nothing to compile in PyTorch; 0 seconds."""
+        return 0.0
+
     def train_epoch(self, batches: np.ndarray, progress=None) -> float:
         """One pass over ``batches [nb, B, P]``; mean training loss per image."""
         total = 0.0
@@ -143,12 +147,12 @@ class PyroVAE:
         with torch.no_grad():
             for k in ("encoder", "decoder"):
                 for n, p in getattr(self.nets, k).p.items():
-                    p.copy_(torch.as_tensor(flat[f"{k}.{n}"], dtype=p.dtype))
+                    p.copy_(torch.tensor(np.array(flat[f"{k}.{n}"]), dtype=p.dtype))
             if self.nets.iaf is not None:
                 state = self.nets.iaf.state_dict()
                 for n in state:
                     if f"iaf.{n}" in flat:
-                        state[n] = torch.as_tensor(flat[f"iaf.{n}"], dtype=state[n].dtype)
+                        state[n] = torch.tensor(np.array(flat[f"iaf.{n}"]), dtype=state[n].dtype)
                 self.nets.iaf.load_state_dict(state)
 
     # ---- evaluation ---------------------------------------------------------------------------
@@ -163,6 +167,8 @@ class PyroVAE:
         if fixed:
             guide = poutine.condition(guide, data={k: self._tensor(v) for k, v in fixed.items()})
         gtr = poutine.trace(guide).get_trace(x)
+        for name in fixed or ():  # pinned, not observed: the model replays them as latents
+            gtr.nodes[name]["is_observed"] = False
         mtr = poutine.trace(poutine.replay(self.model, trace=gtr)).get_trace(x)
         return _log_prob_sum(mtr).numpy(), _log_prob_sum(gtr).numpy()
 
@@ -175,15 +181,16 @@ class PyroVAE:
         """Bernoulli means of ``p(x | z)`` for one ``z ~ q(z | x)`` per row."""
         return self.decode_probs(self.eval_guide(self._tensor(x)))
 
-    def eps_to_z(self, x1, eps) -> tuple[np.ndarray, np.ndarray]:
-        """For one image ``x1 [P]``: ``z(eps) [D]`` and the autodiff Jacobian ``dz/deps [D, D]``."""
+    def eps_to_z(self, x1, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For one image ``x1 [P]``: ``z0 = mu + sigma eps``, ``z(eps)`` and ``dz/deps [D, D]``."""
         x = self._tensor(x1)[None]
 
         def fn(e):
             mu, sigma, h = self.nets.encode(x)
             z0 = mu + sigma * e[None]
-            return (self.nets.flow(z0, h)[0] if self.nets.has_flow else z0)[0]
+            return (self.nets.flow(z0, h)[0] if self.nets.has_flow else z0)[0], z0[0]
 
         e = self._tensor(eps)
-        jac = torch.autograd.functional.jacobian(fn, e)
-        return fn(e).detach().numpy(), jac.detach().numpy()
+        jac = torch.autograd.functional.jacobian(lambda e: fn(e)[0], e)
+        z, z0 = fn(e)
+        return z0.detach().numpy(), z.detach().numpy(), jac.detach().numpy()

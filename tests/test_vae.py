@@ -1,0 +1,136 @@
+"""The VAE of models.vae on the 8x8 digits: densities, training, IS bounds, checkpoints, parity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from models.vae import VAEConfig, load, make_vae
+from models.vae.train import evaluate, fit
+
+SMALL = dict(latent_dim=8, context_dim=8, hidden=64, width=32, flows=2, batch_size=50, lr=3e-3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny networks: PyTorch's second thread only spins against the other processes here."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+def perturbed(vae, scale: float = 0.3, seed: int = 0, prefix: str = "iaf."):
+    """Move the flow's weights by ``scale * N(0, 1)`` so that it is far from the identity."""
+    rng = np.random.default_rng(seed)
+    flat = vae.export_weights()
+    for k, v in flat.items():
+        if k.startswith(prefix):
+            flat[k] = (v + scale * rng.standard_normal(v.shape)).astype(v.dtype)
+    vae.load_weights(flat)
+    return vae
+
+
+def log_normal(x):
+    return -0.5 * (x**2).sum(-1) - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+
+@pytest.mark.parametrize("posterior", ["iaf", "diagonal"])
+def test_guide_log_q_matches_change_of_variables(backend, digits, posterior):
+    """log q(z|x) of the traced guide = log N(eps) - log|det dz/deps| (autodiff Jacobian)."""
+    vae = perturbed(make_vae(backend.name, VAEConfig(posterior=posterior, **SMALL), digits.side))
+    rng = np.random.default_rng(1)
+    site = "z0" if posterior == "iaf" else "z"
+    for x1 in digits.test[:3]:
+        eps = rng.standard_normal(8).astype(np.float32)
+        z0, z, jac = vae.eps_to_z(x1, eps)
+        _, log_q = vae.log_weights(x1[None], fixed={site: z0[None]})
+        sign, logdet = np.linalg.slogdet(jac.astype(np.float64))
+        assert sign > 0
+        expected = log_normal(eps.astype(np.float64)) - logdet
+        np.testing.assert_allclose(log_q[0], expected, rtol=0, atol=2e-3)
+        if posterior == "iaf":  # the flow moved z away from z0 (far from the identity)
+            assert np.abs(z - z0).max() > 0.05
+            assert np.abs(np.log(np.abs(np.diag(jac)))).max() > 0.05
+
+
+_TRAINED: dict = {}
+
+
+def test_one_epoch_lowers_the_loss(backend, digits):
+    cfg = VAEConfig(posterior="iaf", free_bits=0.05, **SMALL)
+    vae = make_vae(backend.name, cfg, digits.side)
+    x = digits.test[:100]
+    before = evaluate(vae, x, 16)["test_elbo"]
+    vae, history = fit(backend.name, cfg, digits, 1, progress=False, vae=vae)
+    after = evaluate(vae, x, 16)["test_elbo"]
+    assert after > before + 2.0, (before, after)
+    assert np.isfinite(history["loss"][0])
+    _TRAINED[backend.name] = vae
+
+
+def test_importance_sampling_bounds(backend, digits):
+    """E[IS_64] >= E[IS_1] (tighter) and E[IS_1] = E[log w] = ELBO, up to noise."""
+    vae = _TRAINED.get(backend.name) or make_vae(backend.name, VAEConfig(**SMALL), digits.side)
+    x = digits.test[:100]
+    is1 = evaluate(vae, x, 1, per_image=True)
+    is64 = evaluate(vae, x, 64, per_image=True)
+    diff = is64["log_likelihood"] - is1["log_likelihood"]  # paired over images
+    se = diff.std(ddof=1) / math.sqrt(len(diff))
+    assert diff.mean() > max(3 * se, 0.1), (diff.mean(), se)
+    assert is64["test_log_likelihood"] > is64["test_elbo"] + 0.1
+    # IS with one sample is a draw of log w: its mean agrees with the 64-sample ELBO within noise
+    d1 = is1["log_likelihood"] - is64["elbo"]
+    assert abs(d1.mean()) < 4 * d1.std(ddof=1) / math.sqrt(len(d1)) + 0.05
+    assert is64["test_log_likelihood"] < 0
+
+
+def test_checkpoint_resume_takes_the_same_steps(backend, digits, tmp_path):
+    cfg = VAEConfig(posterior="iaf", free_bits=0.05, **SMALL)
+    x = digits.test[:5]
+    straight, h1 = fit(backend.name, cfg, digits, 2, tmp_path / "a", progress=False)
+    w1, draw1 = straight.export_weights(), straight.log_weights(x)[1]  # next guide draw
+    fit(backend.name, cfg, digits, 1, tmp_path / "b", progress=False)
+    resumed, h2 = fit(backend.name, cfg, digits, 2, tmp_path / "b", resume=True, progress=False)
+    w2, draw2 = resumed.export_weights(), resumed.log_weights(x)[1]
+    assert h1["loss"] == h2["loss"]
+    for k in w1:
+        np.testing.assert_array_equal(w1[k], w2[k], err_msg=k)
+    np.testing.assert_array_equal(draw1, draw2)  # the RNG state was restored too
+    assert not np.array_equal(w1["encoder.l0_w"], make_vae(backend.name, cfg, 8).export_weights()["encoder.l0_w"])
+
+
+@pytest.mark.parametrize(
+    "arch,posterior,side",
+    [("mlp", "iaf", 8), ("resnet", "iaf", 28), ("resnet", "diagonal", 8)],
+)
+def test_cross_backend_parity(arch, posterior, side):
+    """Weights converted NumPyro -> Pyro give the same log p(x, z) and log q(z|x) at fixed noise."""
+    cfg = VAEConfig(arch=arch, posterior=posterior, **SMALL)
+    src = perturbed(make_vae("numpyro", cfg, side), seed=2)
+    dst = make_vae("pyro", VAEConfig(arch=arch, posterior=posterior, **{**SMALL, "hidden": 64}), side)
+    flat = src.export_weights()
+    dst.load_weights(flat)
+    back = dst.export_weights()
+    for k in flat:
+        np.testing.assert_array_equal(flat[k], back[k], err_msg=k)
+    rng = np.random.default_rng(3)
+    x = (rng.random((6, side * side)) < 0.3).astype(np.float32)
+    site = "z0" if posterior == "iaf" else "z"
+    fixed = {site: rng.standard_normal((6, 8)).astype(np.float32)}
+    lp_n, lq_n = src.log_weights(x, fixed=fixed)
+    lp_p, lq_p = dst.log_weights(x, fixed=fixed)
+    np.testing.assert_allclose(lp_p, lp_n, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(lq_p, lq_n, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(lp_p - lq_p, lp_n - lq_n, rtol=1e-5, atol=1e-3)
+    z = rng.standard_normal((4, 8)).astype(np.float32)
+    np.testing.assert_allclose(dst.decode_probs(z), src.decode_probs(z), atol=1e-5)
