@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -47,6 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test images")
     p.add_argument("--out", default=None, help="output folder (default runs/<backend>-<posterior>-...)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pkl")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for PyTorch / XLA (default: the framework's); 1 is much "
+                   "faster on a CPU shared with other jobs")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -67,8 +71,26 @@ def check_auto_guide(backend: str) -> None:
     )
 
 
+def set_threads(backend: str, n: int) -> None:
+    if backend == "pyro":
+        import torch
+
+        torch.set_num_threads(n)
+    elif "jax" in sys.modules:
+        print("warning: --threads ignored, JAX is already initialised", file=sys.stderr)
+    else:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if n == 1:
+            flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        else:
+            flags += f" intra_op_parallelism_threads={n}"
+        os.environ["XLA_FLAGS"] = flags.strip()
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
+    if args.threads is not None:
+        set_threads(args.backend, args.threads)
     if args.guide == "auto":
         check_auto_guide(args.backend)
     cfg = VAEConfig(arch=args.arch, posterior=args.posterior, latent_dim=args.latent_dim,
