@@ -59,13 +59,14 @@ def check_auto_guide(backend: str) -> None:
     """``--guide auto`` needs ``AutoAmortizedIAF``; say plainly what is missing."""
     pkg = "pyro_iaf" if backend == "pyro" else "numpyro_iaf"
     try:
-        module = __import__(pkg, fromlist=["AutoAmortizedIAF"])
-        getattr(module, "AutoAmortizedIAF")
-    except (ImportError, AttributeError):
+        available = hasattr(__import__(pkg, fromlist=["AutoAmortizedIAF"]), "AutoAmortizedIAF")
+    except ImportError:
+        available = False
+    if not available:
         raise NotImplementedError(
             f"--guide auto needs {pkg}.AutoAmortizedIAF, which is not available yet; "
             "use --guide hand (the default) for this package's IAF guide"
-        ) from None
+        )
     raise NotImplementedError(
         f"{pkg}.AutoAmortizedIAF exists, but models.vae does not wire it in yet; use --guide hand"
     )

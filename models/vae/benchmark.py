@@ -52,7 +52,8 @@ def mlp(p, x, act):
     return x
 def init(key, sizes):
     ks = jax.random.split(key, len(sizes))
-    return [(jax.random.normal(k, (a, b)) / np.sqrt(a), jnp.zeros(b)) for k, a, b in zip(ks, sizes[:-1], sizes[1:])]
+    return [(jax.random.normal(k, (a, b)) / np.sqrt(a), jnp.zeros(b))
+            for k, a, b in zip(ks, sizes[:-1], sizes[1:])]
 def model(x):
     p = numpyro.param("dec", init(jax.random.PRNGKey(1), [50, 400, 784]))
     with numpyro.plate("data", x.shape[0]):
@@ -115,8 +116,9 @@ def table(out: Path) -> str:
                      f"{r['seconds_per_epoch']:.1f} s/epoch (measured {r['when']}).")
     if runs:
         m = runs[0]
-        lines.append(f"\nData: {m['dataset']} ({m['data_source']}); IS with {m['is_samples']} samples; "
-                     f"config {json.dumps({k: v for k, v in m['config'].items() if k not in ('posterior', 'seed')})}.")
+        cfg = {k: v for k, v in m["config"].items() if k not in ("posterior", "seed")}
+        lines.append(f"\nData: {m['dataset']} ({m['data_source']}); IS with {m['is_samples']} "
+                     f"samples; config {json.dumps(cfg)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -12,9 +12,9 @@ import numpyro
 import optax
 from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO
-from numpyro_iaf import IAF, export_params
 
 from models.api import bind
+from numpyro_iaf import IAF, export_params
 
 from . import nets as N
 from .config import VAEConfig

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from pyro.infer import Trace_ELBO
 from pyro.poutine.util import site_is_subsample
-from pyro_iaf import IAF, export_params
 from torch import nn
 
 from models.api import bind
+from pyro_iaf import IAF, export_params
 
 from . import nets as N
 from .config import VAEConfig

@@ -36,7 +36,8 @@ def epoch_batches(data: BinaryImages, rng: np.random.Generator, batch_size: int)
     return x[perm].reshape(nb, batch_size, -1)
 
 
-def save_checkpoint(path: Path, vae, backend: str, rng: np.random.Generator, epoch: int, history: dict) -> None:
+def save_checkpoint(path: Path, vae, backend: str, rng: np.random.Generator, epoch: int,
+                    history: dict) -> None:
     state = {"backend": backend, "config": vae.cfg.to_dict(), "epoch": epoch, "history": history,
              "data_rng": rng.bit_generator.state, "vae": vae.state_dict()}
     tmp = Path(str(path) + ".tmp")
