@@ -88,6 +88,17 @@ def set_threads(backend: str, n: int) -> None:
         os.environ["XLA_FLAGS"] = flags.strip()
 
 
+def _git_version() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if args.threads is not None:
@@ -119,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         seconds_per_epoch=statistics.median(times) if times else None,
         compile_seconds=history.get("compile_seconds"),
         epoch_seconds=times, train_loss=history["loss"], eval_seconds=eval_seconds,
-        config=cfg.to_dict(),
+        config=cfg.to_dict(), code_version=_git_version(),
     )
     write_metrics(out / "metrics.json", metrics)
     summary = {k: metrics[k] for k in ("test_elbo", "test_log_likelihood", "seconds_per_epoch")}

@@ -31,6 +31,8 @@ def run_one(out: Path, backend: str, posterior: str, seed: int, args) -> None:
            "--dataset", args.dataset, "--arch", args.arch, "--epochs", str(args.epochs),
            "--seed", str(seed), "--is-samples", str(args.is_samples), "--out", str(run),
            "--threads", str(args.threads), "--no-progress"]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
     if args.eval_limit:
         cmd += ["--eval-limit", str(args.eval_limit)]
     if (run / "checkpoint.pkl").exists():
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--dataset", default="mnist")
+    p.add_argument("--data-dir", default=None)
     p.add_argument("--arch", default="mlp")
     p.add_argument("--is-samples", type=int, default=128)
     p.add_argument("--eval-limit", type=int, default=None, help="IS on the first N test images")
