@@ -16,58 +16,20 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from models.guides import GUIDES
+from models.guides import numpyro_guide as _numpyro_guide
+from models.guides import pyro_guide as _pyro_guide
 from models.linear_gaussian import linear_gaussian_data, linear_gaussian_model, linear_gaussian_reference
 
 BUDGETS = {  # name: (lr, particles, steps)
     "hot": (1e-2, 1, 2000),
     "gentle": (3e-3, 8, 5000),
 }
-GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf_builtin_stable", "iaf", "iaf_builtin_size")
 TIMING_STEPS = 50
-
-
-def _pyro_guide(name: str, model: Callable, D: int):
-    from pyro.infer import autoguide
-
-    import pyro_iaf
-
-    builtin_hidden = [3 * D + 1]  # Pyro's AutoIAFNormal default hidden_dim
-    if name == "diagonal":
-        return autoguide.AutoDiagonalNormal(model)
-    if name == "multivariate":
-        return autoguide.AutoMultivariateNormal(model)
-    if name == "iaf_builtin":
-        return autoguide.AutoIAFNormal(model)
-    if name == "iaf_builtin_stable":
-        return autoguide.AutoIAFNormal(model, stable=True)
-    if name == "iaf":
-        return pyro_iaf.AutoIAFNormal(model)
-    if name == "iaf_builtin_size":
-        return pyro_iaf.AutoIAFNormal(model, num_flows=1, hidden_dims=builtin_hidden)
-    raise ValueError(f"unknown guide {name!r} for pyro")
-
-
-def _numpyro_guide(name: str, model: Callable, D: int):
-    from numpyro.infer import autoguide
-
-    import numpyro_iaf
-
-    if name == "diagonal":
-        return autoguide.AutoDiagonalNormal(model)
-    if name == "multivariate":
-        return autoguide.AutoMultivariateNormal(model)
-    if name == "iaf_builtin":
-        return autoguide.AutoIAFNormal(model)
-    if name == "iaf":
-        return numpyro_iaf.AutoIAFNormal(model)
-    if name == "iaf_builtin_size":  # NumPyro's defaults: 3 flows of [D, D]
-        return numpyro_iaf.AutoIAFNormal(model, num_flows=3, hidden_dims=[D, D])
-    raise ValueError(f"unknown guide {name!r} for numpyro")
 
 
 def run_cell_pyro(guide_name: str, D: int, budget: str, seed: int, scale: float = 0.1) -> dict:
