@@ -1,14 +1,22 @@
 """Inverse Autoregressive Flow posteriors for Pyro."""
 
+from .amortized import AutoAmortizedIAF
 from .autoguide import AutoIAFNormal
 from .checks import NonFiniteLossError
-from .convert import convert_flow, export_params
+from .convert import (
+    convert_flow,
+    export_guide_params,
+    export_params,
+    flow_from_weights,
+    import_guide_params,
+)
 from .fit import FitResult, fit
 from .masks import default_hidden_dims, made_masks
 from .nn import MADE
 from .transforms import IAF
 
 __all__ = [
+    "AutoAmortizedIAF",
     "AutoIAFNormal",
     "IAF",
     "MADE",
