@@ -16,50 +16,65 @@ GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf_builtin_stable", "iaf"
 PYRO_ONLY = ("iaf_builtin_stable",)
 
 
-def pyro_guide(name: str, model: Callable, D: int):
+def pyro_guide(name: str, model: Callable, D: int, init: str | None = None):
     from pyro.infer import autoguide
 
+    kw = {} if init is None else {"init_loc_fn": _init_fn(init, autoguide)}
+
     if name == "diagonal":
-        return autoguide.AutoDiagonalNormal(model)
+        return autoguide.AutoDiagonalNormal(model, **kw)
     if name == "multivariate":
-        return autoguide.AutoMultivariateNormal(model)
+        return autoguide.AutoMultivariateNormal(model, **kw)
     if name == "iaf_builtin":
-        return autoguide.AutoIAFNormal(model)
+        return autoguide.AutoIAFNormal(model, **kw)
     if name == "iaf_builtin_stable":
-        return autoguide.AutoIAFNormal(model, stable=True)
+        return autoguide.AutoIAFNormal(model, stable=True, **kw)
     import pyro_iaf
 
     if name == "iaf":
-        return pyro_iaf.AutoIAFNormal(model)
+        return pyro_iaf.AutoIAFNormal(model, **kw)
     if name == "iaf_builtin_size":  # Pyro's defaults: 1 flow of [3 D + 1]
-        return pyro_iaf.AutoIAFNormal(model, num_flows=1, hidden_dims=[3 * D + 1])
+        return pyro_iaf.AutoIAFNormal(model, num_flows=1, hidden_dims=[3 * D + 1], **kw)
     raise ValueError(f"Unknown guide {name!r} for pyro; expected one of {GUIDES}")
 
 
-def numpyro_guide(name: str, model: Callable, D: int):
+def numpyro_guide(name: str, model: Callable, D: int, init: str | None = None):
+    import numpyro.infer.initialization as initialization
     from numpyro.infer import autoguide
 
+    kw = {} if init is None else {"init_loc_fn": _init_fn(init, initialization)}
     if name == "diagonal":
-        return autoguide.AutoDiagonalNormal(model)
+        return autoguide.AutoDiagonalNormal(model, **kw)
     if name == "multivariate":
-        return autoguide.AutoMultivariateNormal(model)
+        return autoguide.AutoMultivariateNormal(model, **kw)
     if name == "iaf_builtin":
-        return autoguide.AutoIAFNormal(model)
+        return autoguide.AutoIAFNormal(model, **kw)
     import numpyro_iaf
 
     if name == "iaf":
-        return numpyro_iaf.AutoIAFNormal(model)
+        return numpyro_iaf.AutoIAFNormal(model, **kw)
     if name == "iaf_builtin_size":  # NumPyro's defaults: 3 flows of [D, D]
-        return numpyro_iaf.AutoIAFNormal(model, num_flows=3, hidden_dims=[D, D])
+        return numpyro_iaf.AutoIAFNormal(model, num_flows=3, hidden_dims=[D, D], **kw)
     if name in PYRO_ONLY:
         raise ValueError(f"Guide {name!r} exists only in Pyro")
     raise ValueError(f"Unknown guide {name!r} for numpyro; expected one of {GUIDES}")
 
 
-def make_guide(name: str, model: Callable, D: int, backend: str):
-    """The guide called ``name`` for ``model`` (latent dimension ``D``) in ``backend``."""
+def _init_fn(init: str, module):
+    fn = getattr(module, f"init_to_{init}", None)
+    if fn is None:
+        raise ValueError(f"Unknown init {init!r}; expected e.g. 'median', 'mean', 'uniform', 'sample'")
+    return fn
+
+
+def make_guide(name: str, model: Callable, D: int, backend: str, init: str | None = None):
+    """The guide called ``name`` for ``model`` (latent dimension ``D``) in ``backend``.
+
+    ``init``: ``"median"`` etc. starts every guide at ``init_to_<init>`` of its backend; None
+    keeps each guide's own default (Pyro: median; NumPyro's built-ins: uniform; ours: median).
+    """
     if backend == "pyro":
-        return pyro_guide(name, model, D)
+        return pyro_guide(name, model, D, init)
     if backend == "numpyro":
-        return numpyro_guide(name, model, D)
+        return numpyro_guide(name, model, D, init)
     raise ValueError(f"Unknown backend {backend!r}; expected 'pyro' or 'numpyro'")
