@@ -103,7 +103,9 @@ def run_cell_numpyro(guide_name: str, D: int, budget: str, seed: int, scale: flo
     final = None
     params = svi.get_params(state)
     if diverged is None:
-        neg = Trace_ELBO(num_particles=1000).loss(jax.random.PRNGKey(seed + 1), params, model, guide, y, scale)
+        neg = Trace_ELBO(num_particles=1000).loss(
+            jax.random.PRNGKey(seed + 1), params, model, guide, y, scale
+        )
         final = -float(neg)
     n_params = int(sum(np.size(v) for v in jax.tree.leaves(params)))
     ms = statistics.median(times) if times else None
@@ -139,7 +141,14 @@ def _key(backend, budget, D, guide, seed) -> str:
 
 def write_tables(cells: dict, path: Path, machine: str) -> None:
     rows = list(cells.values())
-    lines = [f"Machine: {machine}. Gap = exact log Z - ELBO (1000-particle estimate), nats; mean over seeds.", ""]
+    timing_path = path.parent / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    lines = [
+        f"Machine: {machine}. Gap = exact log Z - ELBO (1000-particle estimate), nats; mean over seeds.",
+        "ms/step: median of 3 rounds of 50 steps with the guides interleaved (`--timing`, one particle,",
+        "torch 1 thread); a `*` marks a value taken during the fit instead.",
+        "",
+    ]
     for backend in ("pyro", "numpyro"):
         for budget, (lr, particles, steps) in BUDGETS.items():
             sel = [r for r in rows if r["backend"] == backend and r["budget"] == budget]
@@ -163,15 +172,20 @@ def write_tables(cells: dict, path: Path, machine: str) -> None:
                 per = ", ".join("NaN" if g is None else f"{g:.2f}" for g in gaps)
                 div = ", ".join(str(r["diverged_step"]) for r in rs if r["diverged_step"] is not None) or "-"
                 ms = [r["ms_per_step"] for r in rs if r["ms_per_step"]]
-                ms_s = f"{statistics.median(ms):.2f}" if ms else "-"
+                timed = timing.get(f"{backend}|{D}|{guide}")
+                ms_s = f"{timed:.2f}" if timed else (f"{statistics.median(ms):.2f}*" if ms else "-")
                 flag = (" (1 seed)" if len(rs) == 1 else "") + ("" if scale == 0.1 else f", A={scale:g}*tril")
-                lines.append(f"| {guide} | {D}{flag} | {mean} | {per} | {div} | {ms_s} | {rs[0]['num_params']} |")
+                lines.append(
+                    f"| {guide} | {D}{flag} | {mean} | {per} | {div} | {ms_s} | {rs[0]['num_params']} |"
+                )
             lines.append("")
     path.write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backends", default="pyro,numpyro")
     parser.add_argument("--dims", default="10,100,1000")
     parser.add_argument("--budgets", default="hot,gentle")
@@ -181,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="results/bench")
     parser.add_argument("--scale", type=float, default=0.1, help="A = scale * tril(ones)")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--timing", action="store_true", help="only time the guides (interleaved), into timing.json"
+    )
     args = parser.parse_args(argv)
     import torch
 
@@ -188,8 +205,26 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cells.json"
+    if args.timing:
+        timing_path = out / "timing.json"
+        timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        for backend in args.backends.split(","):
+            for D in map(int, args.dims.split(",")):
+                guides = [
+                    g
+                    for g in args.guides.split(",")
+                    if not (g == "multivariate" and D > 100)
+                    and not (g == "iaf_builtin_stable" and backend != "pyro")
+                ]
+                for g, ms in time_guides(backend, D, guides).items():
+                    timing[f"{backend}|{D}|{g}"] = ms
+                    print(backend, D, g, f"{ms:.3f} ms/step", flush=True)
+                timing_path.write_text(json.dumps(timing, indent=1))
+        return
     cells = json.loads(cache.read_text()) if args.resume and cache.exists() else {}
-    machine = f"{platform.machine()} {platform.processor() or ''} ({__import__('os').cpu_count()} cores)".strip()
+    machine = (
+        f"{platform.machine()} {platform.processor() or ''} ({__import__('os').cpu_count()} cores)".strip()
+    )
     for backend in args.backends.split(","):
         for budget in args.budgets.split(","):
             for D in map(int, args.dims.split(",")):
@@ -199,7 +234,9 @@ def main(argv: list[str] | None = None) -> None:
                     if guide == "iaf_builtin_stable" and backend != "pyro":
                         continue
                     for seed in range(args.seeds if D < 1000 else args.seeds_at_1000):
-                        key = _key(backend, budget, D, guide, seed) + ("" if args.scale == 0.1 else f"|A{args.scale:g}")
+                        key = _key(backend, budget, D, guide, seed) + (
+                            "" if args.scale == 0.1 else f"|A{args.scale:g}"
+                        )
                         if key in cells:
                             continue
                         row = RUNNERS[backend](guide, D, budget, seed, args.scale)
@@ -212,3 +249,74 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---- timing: guides interleaved, so that load on a shared machine hits them alike -------------
+
+
+def _pyro_stepper(guide_name: str, D: int, scale: float = 0.1):
+    import pyro
+    import torch
+    from pyro.infer import SVI, Trace_ELBO
+
+    from models.api import bind
+
+    model = bind(linear_gaussian_model, "pyro")
+    y = torch.tensor(linear_gaussian_data(D, scale), dtype=torch.float32)
+    store = pyro.get_param_store()
+    pyro.clear_param_store()
+    guide = _pyro_guide(guide_name, model, D)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+    svi.step(y, scale)
+    state = store.get_state()
+
+    def run(n: int) -> None:
+        store.set_state(state)
+        for _ in range(n):
+            svi.step(y, scale)
+
+    return run
+
+
+def _numpyro_stepper(guide_name: str, D: int, scale: float = 0.1):
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
+
+    from models.api import bind
+
+    model = bind(linear_gaussian_model, "numpyro")
+    y = jnp.asarray(linear_gaussian_data(D, scale), dtype=jnp.float32)
+    svi = SVI(model, _numpyro_guide(guide_name, model, D), numpyro.optim.Adam(1e-3), Trace_ELBO())
+    state = svi.init(jax.random.PRNGKey(0), y, scale)
+    run_block = jax.jit(
+        lambda s: jax.lax.scan(lambda s, _: svi.update(s, y, scale), s, None, length=TIMING_STEPS)
+    )
+    jax.block_until_ready(run_block(state))
+
+    def run(n: int) -> None:
+        s = state
+        for _ in range(max(n // TIMING_STEPS, 1)):
+            s, losses = run_block(s)
+        jax.block_until_ready(losses)
+
+    return run
+
+
+def time_guides(backend: str, D: int, guides: list[str], repeats: int = 3) -> dict[str, float]:
+    """Median ms/step of each guide over ``repeats`` rounds, the guides interleaved in each round."""
+    make = {"pyro": _pyro_stepper, "numpyro": _numpyro_stepper}[backend]
+    if backend == "pyro":  # each Pyro guide keeps its own param store state
+        steppers = {}
+        for g in guides:
+            steppers[g] = make(g, D)
+    else:
+        steppers = {g: make(g, D) for g in guides}
+    samples: dict[str, list[float]] = {g: [] for g in guides}
+    for _ in range(repeats):
+        for g in guides:
+            t = time.perf_counter()
+            steppers[g](TIMING_STEPS)
+            samples[g].append((time.perf_counter() - t) * 1e3 / TIMING_STEPS)
+    return {g: statistics.median(v) for g, v in samples.items()}

@@ -74,14 +74,10 @@ class MADE:
             if C:
                 params[f"context_weights.{l}"] = jax.random.normal(next(keys), (width, C))
         last = widths[-1]
-        params["output_weight"] = (
-            jax.random.normal(next(keys), (2 * D, last)) * self.output_scale
-        )
+        params["output_weight"] = jax.random.normal(next(keys), (2 * D, last)) * self.output_scale
         params["output_bias"] = jnp.concatenate([jnp.zeros(D), jnp.full((D,), float(self.s_bias))])
         if C and not self.hidden_dims:
-            params["context_weights.0"] = (
-                jax.random.normal(next(keys), (2 * D, C)) * self.output_scale
-            )
+            params["context_weights.0"] = jax.random.normal(next(keys), (2 * D, C)) * self.output_scale
         if self.skip:
             params["skip_weight"] = jnp.zeros((D, D))
         return params

@@ -128,9 +128,13 @@ class AutoIAFNormal(AutoContinuous):
 
     def get_transform(self, *args, **kwargs) -> ComposeTransform:
         """``eps -> loc + scale * IAF(eps)``; the affine caches so ``log_prob`` of samples is free."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
         return ComposeTransform(self._transforms(), cache_size=1)
 
     def get_posterior(self, *args, **kwargs) -> dist.TransformedDistribution:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
         return dist.TransformedDistribution(self.get_base_dist(), self._transforms())
 
     def _transforms(self) -> list:
@@ -139,8 +143,6 @@ class AutoIAFNormal(AutoContinuous):
     # -- summaries ------------------------------------------------------------------------------
     @torch.no_grad()
     def _latent_samples(self, num_samples: int | None, seed: int | None, *args, **kwargs) -> torch.Tensor:
-        if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
         num_samples = self.num_mc_samples if num_samples is None else num_samples
         seed = self.mc_seed if seed is None else seed
         with torch.random.fork_rng(), poutine.block():

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pyro
 import torch
 
 from .transforms import IAF
 
-__all__ = ["export_params", "convert_flow"]
+__all__ = ["export_params", "convert_flow", "flow_from_weights", "export_guide_params", "import_guide_params"]
 
 
 def export_params(flow) -> dict[str, np.ndarray]:
@@ -19,8 +20,12 @@ def export_params(flow) -> dict[str, np.ndarray]:
 
 def convert_flow(flow) -> IAF:
     """A ``pyro_iaf.IAF`` with the configuration and weights of ``flow`` (e.g. a ``numpyro_iaf.IAF``)."""
-    ours = IAF(**flow.config)
-    weights = export_params(flow)
+    return flow_from_weights(flow.config, export_params(flow))
+
+
+def flow_from_weights(config: dict, weights: dict[str, np.ndarray]) -> IAF:
+    """``IAF(**config)`` carrying the flat ``weights`` of :func:`export_params`."""
+    ours = IAF(**config)
     state = ours.state_dict()
     missing = {k for k in state if "mask" not in k} ^ set(weights)
     if missing:
@@ -32,3 +37,47 @@ def convert_flow(flow) -> IAF:
         }
     )
     return ours
+
+
+def export_guide_params(guide, params: dict | None = None) -> dict:
+    """Backend-neutral state of a fitted ``AutoIAFNormal`` (``params`` unused: the param store).
+
+    ``{"sites": [(name, size), ...] in latent order, "loc": {site: [size]}, "scale": {site: [size]},
+    "flow": export_params(flow)}``: the latent vector is split by site name, so a twin guide
+    whose sites are ordered differently can still take it (:func:`import_guide_params`).
+    """
+    loc, scale = guide.loc.detach().cpu().numpy(), guide.scale.detach().cpu().numpy()
+    sites, start = [], 0
+    out: dict = {"sites": sites, "loc": {}, "scale": {}, "flow": export_params(guide.flow)}
+    for site, value in guide._unpack_latent(guide.loc.detach()):
+        size = int(value.numel())
+        sites.append((site["name"], size))
+        out["loc"][site["name"]] = loc[start : start + size]
+        out["scale"][site["name"]] = scale[start : start + size]
+        start += size
+    return out
+
+
+def import_guide_params(guide, state: dict, *args, **kwargs) -> dict:
+    """Load :func:`export_guide_params` output (from either backend) into ``guide``'s parameters.
+
+    ``*args, **kwargs`` are the model's, needed once to set the guide up. Returns the param
+    store's ``{name: tensor}`` for the guide. The flow's weights are only meaningful for the same
+    latent order, which is checked.
+    """
+    if guide.prototype_trace is None:
+        guide._setup_prototype(*args, **kwargs)
+    ours = [(site["name"], int(v.numel())) for site, v in guide._unpack_latent(guide.loc.detach())]
+    if [tuple(s) for s in state["sites"]] != ours:
+        raise ValueError(
+            f"import_guide_params: latent sites {state['sites']} do not match this guide's {ours}; "
+            "the flow's autoregressive order depends on it"
+        )
+    loc = np.concatenate([state["loc"][name] for name, _ in ours])
+    scale = np.concatenate([state["scale"][name] for name, _ in ours])
+    dtype = guide.loc.dtype
+    with torch.no_grad():
+        guide.loc = torch.tensor(loc, dtype=dtype)
+        guide.scale = torch.tensor(scale, dtype=dtype)
+        guide.flow.load_state_dict(flow_from_weights(guide.flow.config, state["flow"]).state_dict())
+    return {k: v for k, v in pyro.get_param_store().items() if k.startswith(guide._pyro_name)}

@@ -48,12 +48,21 @@ def fit(
     losses: list[float] = []
     with tqdm(range(num_steps), disable=not progress_bar, desc="SVI") as bar:
         for step in bar:
-            value = svi.step(*args, **kwargs)
+            lr = getattr(optim, "pt_optim_args", {}).get("lr")
+            try:
+                value = svi.step(*args, **kwargs)
+            except ValueError as error:  # validation saw NaN/Inf values before the loss did
+                if "invalid values" not in str(error) and _all_params_finite():
+                    raise
+                raise NonFiniteLossError.at_step(step, math.nan, lr) from error
             if not math.isfinite(value):
-                lr = getattr(optim, "pt_optim_args", {}).get("lr")
                 raise NonFiniteLossError.at_step(step, value, lr)
             losses.append(value)
             if step % 100 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
     return FitResult(params, losses)
+
+
+def _all_params_finite() -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in pyro.get_param_store().values())

@@ -12,8 +12,9 @@ class PyroBackend:
     name = "pyro"
 
     def __init__(self) -> None:
-        import pyro_iaf
         import torch
+
+        import pyro_iaf
 
         self.pkg, self.torch = pyro_iaf, torch
 
@@ -90,6 +91,7 @@ class NumPyroBackend:
     def __init__(self) -> None:
         import jax
         import jax.numpy as jnp
+
         import numpyro_iaf
 
         self.pkg, self.jax, self.jnp = numpyro_iaf, jax, jnp
@@ -153,4 +155,131 @@ class NumPyroBackend:
         return sum(leaf.size for leaf in self.jax.tree.leaves(flow.params))
 
 
-BACKENDS = {"pyro": PyroBackend, "numpyro": NumPyroBackend}
+# ---- autoguide helpers: the same verbs on both backends ------------------------------------
+
+
+class _GuideVerbs:
+    """Fitting and summarizing autoguides; models are written once with ``models.api``."""
+
+    def model(self, raw_model):
+        from models.api import bind
+
+        return bind(raw_model, self.name)
+
+    def guide(self, kind: str, model, **kwargs):
+        if kind == "iaf":
+            return self.pkg.AutoIAFNormal(model, **kwargs)
+        return getattr(
+            self.autoguide_module(), {"diagonal": "AutoDiagonalNormal", "normal": "AutoNormal"}[kind]
+        )(model, **kwargs)
+
+
+class PyroGuideVerbs(_GuideVerbs):
+    @staticmethod
+    def autoguide_module():
+        from pyro.infer import autoguide
+
+        return autoguide
+
+    def fit(self, model, guide, args, *, lr=1e-2, steps=1000, particles=1, seed=0, loss=None):
+        import pyro
+
+        pyro.clear_param_store()
+        result = self.pkg.fit(
+            model,
+            guide,
+            *args,
+            optim=pyro.optim.Adam({"lr": lr}),
+            num_steps=steps,
+            num_particles=particles,
+            seed=seed,
+            progress_bar=False,
+            loss=loss,
+        )
+        return result.params
+
+    def elbo(self, model, guide, params, args, num_particles=1000, seed=0) -> float:
+        import pyro
+        from pyro.infer import Trace_ELBO
+
+        pyro.set_rng_seed(seed)
+        with self.torch.no_grad():
+            return -Trace_ELBO(num_particles=num_particles, vectorize_particles=True).loss(
+                model, guide, *args
+            )
+
+    def latent_samples(self, guide, params, args, num: int, seed: int = 0) -> np.ndarray:
+        self.torch.manual_seed(seed)
+        with self.torch.no_grad():
+            return self.numpy(guide.get_posterior(*args).sample((num,)))
+
+    def median(self, guide, params, args) -> dict:
+        return {k: self.numpy(v) for k, v in guide.median(*args).items()}
+
+    def quantiles(self, guide, params, qs, args) -> dict:
+        return {k: self.numpy(v) for k, v in guide.quantiles(qs, *args).items()}
+
+    def predictive(self, model, guide, params, args, num: int, seed: int = 0, sites=None) -> dict:
+        import pyro
+        from pyro.infer import Predictive
+
+        pyro.set_rng_seed(seed)
+        out = Predictive(model, guide=guide, num_samples=num, return_sites=sites)(*args)
+        return {k: self.numpy(v) for k, v in out.items()}
+
+
+class NumPyroGuideVerbs(_GuideVerbs):
+    @staticmethod
+    def autoguide_module():
+        from numpyro.infer import autoguide
+
+        return autoguide
+
+    def fit(self, model, guide, args, *, lr=1e-2, steps=1000, particles=1, seed=0, loss=None):
+        import numpyro
+
+        result = self.pkg.fit(
+            model,
+            guide,
+            *args,
+            optim=numpyro.optim.Adam(lr),
+            num_steps=steps,
+            num_particles=particles,
+            seed=seed,
+            progress_bar=False,
+            loss=loss,
+        )
+        return result.params
+
+    def elbo(self, model, guide, params, args, num_particles=1000, seed=0) -> float:
+        from numpyro.infer import Trace_ELBO
+
+        key = self.jax.random.PRNGKey(seed)
+        return -float(Trace_ELBO(num_particles=num_particles).loss(key, params, model, guide, *args))
+
+    def latent_samples(self, guide, params, args, num: int, seed: int = 0) -> np.ndarray:
+        return np.asarray(guide.get_posterior(params).sample(self.jax.random.PRNGKey(seed), (num,)))
+
+    def median(self, guide, params, args) -> dict:
+        return {k: np.asarray(v) for k, v in guide.median(params).items()}
+
+    def quantiles(self, guide, params, qs, args) -> dict:
+        return {k: np.asarray(v) for k, v in guide.quantiles(params, qs).items()}
+
+    def predictive(self, model, guide, params, args, num: int, seed: int = 0, sites=None) -> dict:
+        from numpyro.infer import Predictive
+
+        predictive = Predictive(model, guide=guide, params=params, num_samples=num, return_sites=sites)
+        out = predictive(self.jax.random.PRNGKey(seed), *args)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+class PyroAdapter(PyroBackend, PyroGuideVerbs):
+    pass
+
+
+class NumPyroAdapter(NumPyroBackend, NumPyroGuideVerbs):
+    pass
+
+
+BACKENDS = {"pyro": PyroAdapter, "numpyro": NumPyroAdapter}
