@@ -25,6 +25,9 @@ __all__ = [
     "fit",
     "convert_flow",
     "export_params",
+    "export_guide_params",
+    "import_guide_params",
+    "flow_from_weights",
     "default_hidden_dims",
     "made_masks",
 ]
