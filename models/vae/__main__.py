@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from .train import evaluate, fit, save_figures, write_metrics
 
-    vae, history = fit(args.backend, cfg, data, args.epochs, out, args.resume, not args.no_progress)
+    vae, history = fit(args.backend, cfg, data, args.epochs, out, args.resume,
+                       progress=not args.no_progress, verbose=True)
     x_test = data.test if args.eval_limit is None else data.test[: args.eval_limit]
     t0 = time.perf_counter()
     metrics = evaluate(vae, x_test, args.is_samples, progress=not args.no_progress)

@@ -52,10 +52,11 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def fit(backend: str, cfg: VAEConfig, data: BinaryImages, epochs: int, out: Path | None = None,
-        resume: bool = False, progress: bool = True, vae=None):
+        resume: bool = False, progress: bool = True, vae=None, verbose: bool | None = None):
     """Train to a total of ``epochs`` epochs; returns ``(vae, history)``.
 
     ``resume``: continue from ``<out>/checkpoint.pkl`` (its configuration must equal ``cfg``).
+    ``progress``: tqdm bars; ``verbose`` (default: ``progress``): one line per epoch.
     """
     from tqdm.auto import tqdm
 
@@ -93,7 +94,7 @@ def fit(backend: str, cfg: VAEConfig, data: BinaryImages, epochs: int, out: Path
         bar.close()
         history["epoch_seconds"].append(time.perf_counter() - t0)
         history["loss"].append(loss)
-        if progress:
+        if progress if verbose is None else verbose:
             print(f"epoch {epoch + 1}/{epochs}: loss {loss:.3f} nats/image, "
                   f"{history['epoch_seconds'][-1]:.2f} s", flush=True)
         if ckpt is not None:
