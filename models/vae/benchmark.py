@@ -41,8 +41,10 @@ def run_one(out: Path, backend: str, posterior: str, seed: int, args) -> None:
     subprocess.run(cmd, check=True)
 
 
-def plain_numpyro_vae_seconds(epochs: int, threads: int) -> float:
-    """Median seconds per epoch of a plain NumPyro VAE (examples/vae.py) on dynamic MNIST."""
+def plain_numpyro_vae_seconds(epochs: int, threads: int, max_steps: int = 468) -> float:
+    """Median seconds per epoch of a plain NumPyro VAE (examples/vae.py) on dynamic MNIST.
+
+    ``max_steps`` < 468: time that many steps (after one compiled warm-up step) and scale."""
     code = f"""
 import time, numpy as np, jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist, optax
 from numpyro.infer import SVI, Trace_ELBO
@@ -71,13 +73,17 @@ data, rng = load("mnist"), np.random.default_rng(0)
 state = jax.jit(svi.init)(jax.random.PRNGKey(0), jnp.zeros((128, 784)))
 update = jax.jit(svi.update)
 times = []
+n = {max_steps}
 for epoch in range({epochs}):
-    t0 = time.perf_counter()
     x = data.train_epoch(rng)[rng.permutation(60000)][: 468 * 128].reshape(468, 128, 784)
-    for xb in x:
+    if n < 468:
+        state, loss = update(state, jnp.asarray(x[-1]))
+        loss.block_until_ready()
+    t0 = time.perf_counter()
+    for xb in x[:n]:
         state, loss = update(state, jnp.asarray(xb))
     loss.block_until_ready()
-    times.append(time.perf_counter() - t0)
+    times.append((time.perf_counter() - t0) * 468 / n)
 print(times[1:] if len(times) > 1 else times)
 """
     import os
@@ -88,6 +94,37 @@ print(times[1:] if len(times) > 1 else times)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
     times = json.loads(out.stdout.strip().splitlines()[-1])
     return statistics.median(times)
+
+
+def speed(out: Path, backends, posteriors, steps: int, rounds: int, data_dir) -> dict:
+    """Seconds per 60,000-image epoch from ``steps`` timed SVI steps per configuration, the
+    configurations interleaved ``rounds`` times in one process (so they share the machine's load),
+    plus the plain NumPyro VAE in a subprocess before and after. Medians over rounds."""
+    from . import VAEConfig, make_vae
+    from .data import load
+    from .train import epoch_batches
+
+    data = load("mnist", data_dir)
+    rng = np.random.default_rng(0)
+    vaes = {(b, p): make_vae(b, VAEConfig(posterior=p), data.side) for b in backends for p in posteriors}
+    batches = epoch_batches(data, rng, VAEConfig().batch_size)[: steps + 5]
+    for vae in vaes.values():
+        vae.warmup(batches[0])
+        vae.train_epoch(batches[:5])
+    times: dict = {f"{b}-{p}": [] for b, p in vaes}
+    times["plain-numpyro-vae"] = []
+    for _ in range(rounds):
+        times["plain-numpyro-vae"].append(plain_numpyro_vae_seconds(1, 1, max_steps=steps * 100 // 128))
+        for (b, p), vae in vaes.items():
+            t0 = time.perf_counter()
+            vae.train_epoch(batches[5:])
+            dt = time.perf_counter() - t0
+            times[f"{b}-{p}"].append(dt / (steps * batches.shape[1]) * 60000)
+    result = {k: {"seconds_per_epoch": statistics.median(v), "all": v} for k, v in times.items()}
+    result["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result["steps"] = steps
+    (out / "speed.json").write_text(json.dumps(result, indent=2))
+    return result
 
 
 def _fmt(values: list[float], digits: int = 2) -> str:
@@ -111,6 +148,13 @@ def table(out: Path) -> str:
             f"| {_fmt([m['test_elbo'] for m in ms])} | {_fmt([m['test_log_likelihood'] for m in ms])} "
             f"| {_fmt([m['seconds_per_epoch'] for m in ms], 1)} |"
         )
+    sp = out / "speed.json"
+    if sp.exists():
+        s = json.loads(sp.read_text())
+        lines.append(f"\nSpeed, interleaved in one process ({s['steps']} steps each, median of "
+                     f"{len(s['plain-numpyro-vae']['all'])} rounds, {s['when']}), s/epoch of 60k images: "
+                     + ", ".join(f"{k} {v['seconds_per_epoch']:.1f}" for k, v in s.items()
+                                 if isinstance(v, dict)) + ".")
     ref = out / "reference.json"
     if ref.exists():
         r = json.loads(ref.read_text())
@@ -140,11 +184,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reference", action="store_true", help="also time a plain NumPyro VAE")
     p.add_argument("--reference-epochs", type=int, default=3)
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--speed", action="store_true",
+                   help="only time SVI steps of every configuration, interleaved (speed.json)")
+    p.add_argument("--speed-steps", type=int, default=150)
+    p.add_argument("--speed-rounds", type=int, default=3)
     p.add_argument("--force", action="store_true", help="rerun runs that have metrics.json")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not args.table_only:
+    if args.speed:
+        if args.threads == 1:  # as `python -m models.vae --threads 1` does, before JAX starts
+            import os
+
+            import torch
+
+            torch.set_num_threads(1)
+            os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        speed(out, args.backends, args.posteriors, args.speed_steps, args.speed_rounds, args.data_dir)
+    elif not args.table_only:
         if args.reference:
             s = plain_numpyro_vae_seconds(args.reference_epochs, args.threads)
             (out / "reference.json").write_text(json.dumps(
