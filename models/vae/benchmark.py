@@ -41,7 +41,8 @@ def run_one(out: Path, backend: str, posterior: str, seed: int, args) -> None:
     subprocess.run(cmd, check=True)
 
 
-def plain_numpyro_vae_seconds(epochs: int, threads: int, max_steps: int = 468) -> float:
+def plain_numpyro_vae_seconds(epochs: int, threads: int, max_steps: int = 468,
+                              data_dir: str | None = None) -> float:
     """Median seconds per epoch of a plain NumPyro VAE (examples/vae.py) on dynamic MNIST.
 
     ``max_steps`` < 468: time that many steps (after one compiled warm-up step) and scale."""
@@ -69,7 +70,7 @@ def guide(x):
     with numpyro.plate("data", x.shape[0]):
         numpyro.sample("z", dist.Normal(out[:, :50], jnp.exp(0.5 * out[:, 50:])).to_event(1))
 svi = SVI(model, guide, optax.adam(1e-3), Trace_ELBO())
-data, rng = load("mnist"), np.random.default_rng(0)
+data, rng = load("mnist", {data_dir!r}), np.random.default_rng(0)
 state = jax.jit(svi.init)(jax.random.PRNGKey(0), jnp.zeros((128, 784)))
 update = jax.jit(svi.update)
 times = []
@@ -114,7 +115,7 @@ def speed(out: Path, backends, posteriors, steps: int, rounds: int, data_dir) ->
     times: dict = {f"{b}-{p}": [] for b, p in vaes}
     times["plain-numpyro-vae"] = []
     for _ in range(rounds):
-        times["plain-numpyro-vae"].append(plain_numpyro_vae_seconds(1, 1, max_steps=steps * 100 // 128))
+        times["plain-numpyro-vae"].append(plain_numpyro_vae_seconds(1, 1, steps * 100 // 128, data_dir))
         for (b, p), vae in vaes.items():
             t0 = time.perf_counter()
             vae.train_epoch(batches[5:])
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         speed(out, args.backends, args.posteriors, args.speed_steps, args.speed_rounds, args.data_dir)
     elif not args.table_only:
         if args.reference:
-            s = plain_numpyro_vae_seconds(args.reference_epochs, args.threads)
+            s = plain_numpyro_vae_seconds(args.reference_epochs, args.threads, data_dir=args.data_dir)
             (out / "reference.json").write_text(json.dumps(
                 {"seconds_per_epoch": s, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}))
             print(f"plain NumPyro VAE: {s:.2f} s/epoch", flush=True)
