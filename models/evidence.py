@@ -42,11 +42,17 @@ def log_evidence_is(log_w) -> tuple[float, float]:
 
 
 def psis_khat(log_w) -> float:
-    """Pareto-smoothed IS shape ``k_hat`` of the weights (ArviZ 0.23 ``psislw``, ``reff=1``)."""
+    """Pareto-smoothed IS shape ``k_hat`` of the weights (ArviZ 0.23 ``psislw``, ``reff=1``).
+
+    Zero weights (``-inf``) are left out; NaN or ``+inf`` weights give NaN.
+    """
     import arviz as az
 
     log_w = _finite_1d(log_w)
-    if not np.isfinite(log_w).all():
+    if np.isnan(log_w).any() or np.isposinf(log_w).any():
+        return float("nan")
+    log_w = log_w[np.isfinite(log_w)]  # -inf: zero weight, no tail
+    if log_w.size < 2:
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -98,7 +98,7 @@ def read_rows(path: Path) -> list[dict]:
 def _fmt(x, digits: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "NaN"
-    return f"{x:.{digits}f}"
+    return f"{x:.3g}" if abs(x) >= 1e5 else f"{x:.{digits}f}"
 
 
 def markdown_table(rows: list[dict]) -> str:

@@ -196,3 +196,11 @@ def test_every_model_runs_one_cell_slow(name, backend):
     if backend.name == "pyro":
         pytest.skip("Pyro runs every model in test_every_model_runs_one_cell")
     _one_cell(name, backend.name)
+
+
+def test_khat_ignores_zero_weights():
+    rng = np.random.default_rng(0)
+    log_w = rng.normal(0, 0.2, 1000)
+    k = psis_khat(log_w)
+    assert k < 0.5 and psis_khat(np.append(log_w, -np.inf)) == pytest.approx(k, abs=0.05)
+    assert math.isnan(psis_khat(np.append(log_w, np.nan)))
