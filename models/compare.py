@@ -12,6 +12,7 @@ model x guide x backend, see :mod:`models.report`), ``<out>/elbo_<model>_<backen
 ``<out>/marginals_<model>_<backend>.png``, per-cell traces in ``<out>/cells/`` (``--resume``
 skips cells already there) and, with ``--export-samples``, ArviZ InferenceData files
 ``<out>/samples/<model>_<guide>_<backend>.nc`` (constrained draws, one chain per seed).
+``--merge DIR,DIR --out OUT`` only joins the reports of earlier runs (e.g. one per backend).
 A diverging guide (NaN/Inf loss) gives a NaN row with ``diverged_step``; any other exception in a
 cell is reported in the row's ``error`` field; neither stops the run.
 """
@@ -29,7 +30,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from models.cells import CellResult, run_cell
-from models.report import nan_row, plot_elbo, plot_marginals, read_rows, summarize, write_report
+from models.report import (
+    merge_reports,
+    nan_row,
+    plot_elbo,
+    plot_marginals,
+    read_rows,
+    summarize,
+    write_report,
+)
 
 DEFAULT_GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf")
 MAX_PLOT_DRAWS = 1000
@@ -247,7 +256,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--export-samples", action="store_true", help="ArviZ .nc files of the draws")
     p.add_argument("--resume", action="store_true", help="skip cells already in <out>")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--merge", default=None, help="DIR,DIR,...: only merge the report.json of "
+                   "earlier runs into <out>/report.md and report.json")
     args = p.parse_args(argv)
+    if args.merge:
+        md, _ = merge_reports([d for d in args.merge.split(",") if d], Path(args.out))
+        print(md.read_text())
+        return read_rows(Path(args.out) / "report.json")
     import torch
 
     torch.set_num_threads(args.threads)

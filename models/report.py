@@ -153,6 +153,17 @@ def write_report(rows: list[dict], out: Path, settings: dict | None = None) -> t
     return md_path, json_path
 
 
+def merge_reports(dirs, out: Path) -> tuple[Path, Path]:
+    """One report in ``out`` from the ``report.json`` of several runs (e.g. one per backend);
+    the settings of each run are listed by directory."""
+    rows, settings = [], {}
+    for d in dirs:
+        raw = json.loads((Path(d) / "report.json").read_text())
+        rows += read_rows(Path(d) / "report.json")
+        settings[str(d)] = "(" + ", ".join(f"{k}={v}" for k, v in raw["settings"].items()) + ")"
+    return write_report(rows, out, settings)
+
+
 # ---- plots -------------------------------------------------------------------------------------
 
 

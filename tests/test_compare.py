@@ -204,3 +204,16 @@ def test_khat_ignores_zero_weights():
     k = psis_khat(log_w)
     assert k < 0.5 and psis_khat(np.append(log_w, -np.inf)) == pytest.approx(k, abs=0.05)
     assert math.isnan(psis_khat(np.append(log_w, np.nan)))
+
+
+def test_merge_reports(tmp_path):
+    from models.report import merge_reports
+
+    a = nan_row("funnel", "iaf", "pyro", diverged_step=3)
+    b = dict(nan_row("funnel", "iaf", "numpyro"), elbo_mean=-1.5)
+    write_report([a], tmp_path / "a", {"seeds": 1})
+    write_report([b], tmp_path / "b", {"seeds": 3})
+    md, js = merge_reports([tmp_path / "a", tmp_path / "b"], tmp_path)
+    rows = read_rows(js)
+    assert [r["backend"] for r in rows] == ["pyro", "numpyro"] and rows[1]["elbo_mean"] == -1.5
+    assert "seeds=1" in md.read_text() and "seeds=3" in md.read_text()
