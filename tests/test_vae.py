@@ -148,3 +148,16 @@ def test_free_bits_penalty(backend, digits):
             torch.manual_seed(0)  # the same draws of z for both
         losses.append(vae.loss(x))
     np.testing.assert_allclose(losses[1] - losses[0], 8 * 10.0, rtol=1e-4)
+
+
+@pytest.mark.slow  # ~35 s of CPU for both backends (the autoguide's eager set-up); make test-slow
+def test_auto_guide_trains_and_scores(backend, digits):
+    """``--guide auto``: AutoAmortizedIAF with our encoder; trains, and IS_16 > ELBO."""
+    cfg = VAEConfig(guide="auto", **SMALL)
+    vae = make_vae(backend.name, cfg, digits.side)
+    x = digits.test[:100]
+    before = evaluate(vae, x, 16)
+    vae, _ = fit(backend.name, cfg, digits, 1, progress=False, vae=vae)
+    after = evaluate(vae, x, 16)
+    assert after["test_elbo"] > before["test_elbo"] + 2.0, (before, after)
+    assert after["test_log_likelihood"] > after["test_elbo"] + 0.1

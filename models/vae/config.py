@@ -6,9 +6,10 @@ from dataclasses import asdict, dataclass
 
 from .nets import ARCHS, Arch
 
-__all__ = ["VAEConfig", "POSTERIORS", "OPTIMIZERS"]
+__all__ = ["VAEConfig", "POSTERIORS", "OPTIMIZERS", "GUIDES"]
 
 POSTERIORS = ("iaf", "diagonal")
+GUIDES = ("hand", "auto")
 OPTIMIZERS = ("adam", "adamax")
 
 
@@ -19,7 +20,9 @@ class VAEConfig:
     ``flows`` IAF steps, each a MADE with two ELU hidden layers of ``width`` units conditioned on
     the encoder's context ``h`` (``context_dim``); gated (sigmoid) steps with gate bias 2, order
     reversed between steps. ``hidden``: width of the ``mlp`` encoder/decoder layers.
-    ``free_bits``: lambda in nats per latent (0 = the plain ELBO).
+    ``free_bits``: lambda in nats per latent (0 = the plain ELBO). ``guide``: ``"hand"`` (this
+    package's guide, :mod:`models.vae.model`) or ``"auto"`` (``AutoAmortizedIAF`` of
+    ``pyro_iaf`` / ``numpyro_iaf`` with our encoder; IAF posterior, no free bits).
     """
 
     arch: str = "mlp"
@@ -34,6 +37,7 @@ class VAEConfig:
     lr: float = 1e-3
     batch_size: int = 100
     seed: int = 0
+    guide: str = "hand"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -44,6 +48,11 @@ class VAEConfig:
             raise ValueError(f"Unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
         if self.posterior == "iaf" and self.flows < 1:
             raise ValueError("--posterior iaf needs --flows >= 1 (or use --posterior diagonal)")
+        if self.guide not in GUIDES:
+            raise ValueError(f"Unknown guide {self.guide!r}; expected one of {GUIDES}")
+        if self.guide == "auto" and (self.posterior != "iaf" or self.free_bits):
+            raise ValueError("--guide auto builds an IAF posterior without free bits; use "
+                             "--posterior iaf --free-bits 0, or --guide hand")
         if self.free_bits < 0:
             raise ValueError(f"free_bits must be >= 0; got {self.free_bits}")
 

@@ -36,7 +36,7 @@ class NumPyroNets:
         self.arch, self.latent_dim, self.F = arch, arch.latent_dim, jax_ops()
         self.init = {k: {n: _float(v) for n, v in p.items()} for k, p in init.items()}
         self.iaf = None
-        if cfg.posterior == "iaf":
+        if cfg.posterior == "iaf" and cfg.guide == "hand":
             self.iaf = IAF(arch.latent_dim, num_flows=cfg.flows, hidden_dims=(cfg.width, cfg.width),
                            context_dim=arch.context_dim, seed=cfg.seed)
             self.init["iaf"] = jax.tree.map(_float, self.iaf.params)
@@ -61,6 +61,19 @@ class NumPyroNets:
             z = sigma * z + (1 - sigma) * m
             log_sigma = log_sigma + jax.nn.log_sigmoid(s)
         return z, log_sigma
+
+
+class _Encoder:
+    """Our encoder in AutoAmortizedIAF's contract: ``init(key, x) -> params``, ``apply``."""
+
+    def __init__(self, nets: NumPyroNets) -> None:
+        self.nets = nets
+
+    def init(self, key, x):
+        return self.nets.init["encoder"]
+
+    def apply(self, params, x):
+        return N.encode(self.nets.F, self.nets.arch, params, x)
 
 
 def _log_prob_sum(tr):
@@ -92,12 +105,21 @@ class NumPyroVAE:
         model = bind(functools.partial(vae_model, nets=nets), "numpyro")
         guide = bind(functools.partial(vae_guide, nets=nets, free_bits=cfg.free_bits), "numpyro")
         eval_guide = bind(functools.partial(vae_guide, nets=nets), "numpyro")
+        auto = None
+        if cfg.guide == "auto":
+            from numpyro_iaf import AutoAmortizedIAF
+
+            auto = guide = eval_guide = AutoAmortizedIAF(
+                model, encoder=_Encoder(nets), num_flows=cfg.flows,
+                hidden_dims=(cfg.width, cfg.width), context_dim=self.arch.context_dim)
         opt = optax.adam if cfg.optimizer == "adam" else optax.adamax
         svi = SVI(model, guide, opt(cfg.lr), Trace_ELBO())
         x0 = jnp.zeros((cfg.batch_size, self.arch.pixels))
-        # jit'd: eager init would compile each of its ~100 small ops separately
-        state = jax.jit(svi.init)(jax.random.PRNGKey(cfg.seed), x0)
-        built = dict(nets=nets, model=model, guide=guide, eval_guide=eval_guide, svi=svi, _x0=x0,
+        if auto is None:  # jit'd: eager init would compile each of its ~100 small ops separately
+            state = jax.jit(svi.init)(jax.random.PRNGKey(cfg.seed), x0)
+        else:  # the autoguide sets itself up outside jit
+            state = svi.init(jax.random.PRNGKey(cfg.seed), x0)
+        built = dict(nets=nets, auto=auto, model=model, guide=guide, eval_guide=eval_guide, svi=svi, _x0=x0,
                      state=state, _update=jax.jit(svi.update), _evaluate=jax.jit(svi.evaluate))
         built["_logw"] = jax.jit(functools.partial(_log_weights, model, eval_guide))
         built["_decode"] = jax.jit(lambda p, z: jax.nn.sigmoid(N.decode(nets.F, self.arch, p, z)))
@@ -141,6 +163,9 @@ class NumPyroVAE:
     def export_weights(self) -> dict[str, np.ndarray]:
         """Flat ``{"encoder.<name>", "decoder.<name>", "iaf.steps.<t>.<name>": array}``."""
         p = self.params
+        if self.auto is not None:  # AutoAmortizedIAF's own names (not convertible)
+            leaves = jax.tree_util.tree_flatten_with_path(p)[0]
+            return {jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves}
         out = {f"{k}.{n}": np.asarray(v) for k in ("encoder", "decoder") for n, v in p[k].items()}
         if self.nets.iaf is not None:
             out.update({f"iaf.{k}": v for k, v in export_params(self.nets.iaf.with_params(p["iaf"])).items()})
@@ -148,6 +173,8 @@ class NumPyroVAE:
 
     def load_weights(self, flat: dict[str, np.ndarray]) -> None:
         """Replace all weights (the optimiser restarts; the RNG key is kept)."""
+        if self.auto is not None:
+            raise NotImplementedError("load_weights: not for --guide auto (use the checkpoint)")
         mine = self.export_weights()
         if set(mine) != set(flat):
             raise ValueError(f"load_weights: names differ: {sorted(set(mine) ^ set(flat))}")
@@ -178,7 +205,8 @@ class NumPyroVAE:
     def reconstruct(self, x) -> np.ndarray:
         """Bernoulli means of ``p(x | z)`` for one ``z ~ q(z | x)`` per row."""
         guide = handlers.seed(handlers.substitute(self.eval_guide, data=self.params), self._next_key())
-        return self.decode_probs(guide(_float(x)))
+        z = guide(_float(x))
+        return self.decode_probs(z["z"] if isinstance(z, dict) else z)
 
     def eps_to_z(self, x1, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For one image ``x1 [P]``: ``z0 = mu + sigma eps``, ``z(eps)`` and ``dz/deps [D, D]``."""

@@ -42,7 +42,7 @@ class PyroNets(nn.Module):
         self.arch, self.latent_dim, self.F = arch, arch.latent_dim, torch_ops()
         self.encoder, self.decoder = TorchNet(init["encoder"]), TorchNet(init["decoder"])
         self.iaf = None
-        if cfg.posterior == "iaf":
+        if cfg.posterior == "iaf" and cfg.guide == "hand":
             self.iaf = IAF(arch.latent_dim, num_flows=cfg.flows, hidden_dims=(cfg.width, cfg.width),
                            context_dim=arch.context_dim, seed=cfg.seed)
 
@@ -70,6 +70,17 @@ class PyroNets(nn.Module):
         return z, log_sigma
 
 
+class _Encoder(nn.Module):
+    """Our encoder as an ``nn.Module`` ``x -> (mu, sigma, h)`` (AutoAmortizedIAF's contract)."""
+
+    def __init__(self, nets: PyroNets) -> None:
+        super().__init__()
+        self.net, self.arch, self.F = nets.encoder, nets.arch, nets.F
+
+    def forward(self, x):
+        return N.encode(self.F, self.arch, self.net.p, x)
+
+
 def _log_prob_sum(tr) -> torch.Tensor:
     """Per-datapoint sum of the log densities of a trace's sample sites (factors excluded)."""
     total = 0.0
@@ -92,8 +103,21 @@ class PyroVAE:
         self.model = bind(functools.partial(vae_model, nets=self.nets), "pyro")
         self.guide = bind(functools.partial(vae_guide, nets=self.nets, free_bits=cfg.free_bits), "pyro")
         self.eval_guide = bind(functools.partial(vae_guide, nets=self.nets), "pyro")
+        self.auto = None
+        params = list(self.nets.parameters())
+        if cfg.guide == "auto":
+            from pyro_iaf import AutoAmortizedIAF
+
+            self.auto = AutoAmortizedIAF(
+                self.model, encoder=_Encoder(self.nets), num_flows=cfg.flows,
+                hidden_dims=(cfg.width, cfg.width), context_dim=self.arch.context_dim)
+            self.guide = self.eval_guide = self.auto
+            with torch.no_grad():
+                self.auto(torch.zeros(cfg.batch_size, self.arch.pixels))  # creates its parameters
+            seen = {id(p) for p in params}
+            params += [p for p in self.auto.parameters() if id(p) not in seen]
         opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adamax
-        self.optim = opt(self.nets.parameters(), lr=cfg.lr)
+        self.optim = opt(params, lr=cfg.lr)
         self.elbo = Trace_ELBO()
 
     def _tensor(self, x) -> torch.Tensor:
@@ -125,10 +149,13 @@ class PyroVAE:
 
     def state_dict(self) -> dict:
         return {"nets": self.nets.state_dict(), "optim": self.optim.state_dict(),
-                "rng": torch.get_rng_state()}
+                "rng": torch.get_rng_state(),
+                "auto": None if self.auto is None else self.auto.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.nets.load_state_dict(state["nets"])
+        if self.auto is not None:
+            self.auto.load_state_dict(state["auto"])
         self.optim.load_state_dict(state["optim"])
         torch.set_rng_state(state["rng"])
 
@@ -138,9 +165,13 @@ class PyroVAE:
                for n, v in getattr(self.nets, k).p.items()}
         if self.nets.iaf is not None:
             out.update({f"iaf.{k}": v for k, v in export_params(self.nets.iaf).items()})
+        if self.auto is not None:  # AutoAmortizedIAF's own names (not convertible)
+            out.update({f"auto.{k}": v.detach().cpu().numpy() for k, v in self.auto.state_dict().items()})
         return out
 
     def load_weights(self, flat: dict[str, np.ndarray]) -> None:
+        if self.auto is not None:
+            raise NotImplementedError("load_weights: not for --guide auto (use the checkpoint)")
         mine = self.export_weights()
         if set(mine) != set(flat):
             raise ValueError(f"load_weights: names differ: {sorted(set(mine) ^ set(flat))}")
@@ -179,7 +210,8 @@ class PyroVAE:
     @torch.no_grad()
     def reconstruct(self, x) -> np.ndarray:
         """Bernoulli means of ``p(x | z)`` for one ``z ~ q(z | x)`` per row."""
-        return self.decode_probs(self.eval_guide(self._tensor(x)))
+        z = self.eval_guide(self._tensor(x))
+        return self.decode_probs(z["z"] if isinstance(z, dict) else z)
 
     def eps_to_z(self, x1, eps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For one image ``x1 [P]``: ``z0 = mu + sigma eps``, ``z(eps)`` and ``dz/deps [D, D]``."""
