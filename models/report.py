@@ -199,8 +199,9 @@ def plot_elbo(path: Path, traces: dict[str, list[np.ndarray]], log_evidence: flo
     if log_evidence is not None:
         ax.axhline(log_evidence, color="k", ls="--", lw=1, label="log Z (exact)")
         highs.append(log_evidence)
-    if lows:
-        lo, hi = min(lows), max(highs)
+    if lows:  # a guide far below the others (unstable) may leave the axes: the table has it
+        hi, mid = max(highs), float(np.median(lows))
+        lo = max(min(lows), mid - 2 * (hi - mid))
         pad = 0.15 * (hi - lo) + 1e-3
         ax.set_ylim(lo - pad, hi + pad)
     ax.set(xlabel="step", ylabel="ELBO (smoothed)", title=title)
