@@ -45,8 +45,18 @@ class MLPEncoder:
     :class:`AutoAmortizedIAF`: ``init(key, x) -> params``, ``apply(params, x) -> (mu, sigma, h)``.
     """
 
-    def __init__(self, input_dim: int, latent_dim: int, context_dim: int, hidden_dims: Sequence[int],
-                 *, init_mu, init_sigma: float, x_mean, x_std) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        latent_dim: int,
+        context_dim: int,
+        hidden_dims: Sequence[int],
+        *,
+        init_mu,
+        init_sigma: float,
+        x_mean,
+        x_std,
+    ) -> None:
         self.input_dim, self.latent_dim, self.context_dim = input_dim, latent_dim, context_dim
         self.hidden_dims = tuple(hidden_dims)
         self.init_mu, self.init_sigma = jnp.asarray(init_mu), init_sigma
@@ -163,15 +173,24 @@ class AutoAmortizedIAF(AutoGuide):
         frame, self.local_sites, self.observed_sites = plan
         local_names = [s["name"] for s in self.local_sites]
         has_global = any(
-            s["type"] == "sample" and not s["is_observed"] and name not in local_names
-            and not s["infer"].get("is_auxiliary") for name, s in trace.items()
+            s["type"] == "sample"
+            and not s["is_observed"]
+            and name not in local_names
+            and not s["infer"].get("is_auxiliary")
+            for name, s in trace.items()
         )
         self.global_guide = None
         if has_global:
             self.global_guide = AutoIAFNormal(
-                _hide(self.model, local_names), num_flows=self.num_flows, hidden_dims=self.hidden_dims,
-                skip=self.skip, gated=self.gated, gate_bias=self.gate_bias, init_loc_fn=self.init_loc_fn,
-                init_scale=self._init_scale, prefix=f"{self.prefix}_global",
+                _hide(self.model, local_names),
+                num_flows=self.num_flows,
+                hidden_dims=self.hidden_dims,
+                skip=self.skip,
+                gated=self.gated,
+                gate_bias=self.gate_bias,
+                init_loc_fn=self.init_loc_fn,
+                init_scale=self._init_scale,
+                prefix=f"{self.prefix}_global",
             )
         self.plate_name = None if frame is None else frame.name
         if frame is None:
@@ -195,21 +214,37 @@ class AutoAmortizedIAF(AutoGuide):
         else:
             shrink = initial_contraction(self.num_flows, self.gated, self.gate_bias)
             if _is_concrete(x) and _is_concrete(unconstrained):
-                mean, std = jnp.mean(x, 0), (jnp.std(x, 0, ddof=1) if x.shape[0] > 1 else jnp.ones(x.shape[-1]))
+                mean, std = (
+                    jnp.mean(x, 0),
+                    (jnp.std(x, 0, ddof=1) if x.shape[0] > 1 else jnp.ones(x.shape[-1])),
+                )
                 std, init_mu = jnp.where(std > 0, std, 1.0), jnp.mean(jnp.concatenate(unconstrained, -1), 0)
             else:  # set up under jit: no data-dependent initialisation
                 mean, std, init_mu = jnp.zeros(x.shape[-1]), jnp.ones(x.shape[-1]), jnp.zeros(pos)
             self.encoder = MLPEncoder(
-                x.shape[-1], pos, self.context_dim, self.encoder_hidden_dims,
-                init_mu=init_mu, init_sigma=self._init_scale / shrink, x_mean=mean, x_std=std,
+                x.shape[-1],
+                pos,
+                self.context_dim,
+                self.encoder_hidden_dims,
+                init_mu=init_mu,
+                init_sigma=self._init_scale / shrink,
+                x_mean=mean,
+                x_std=std,
             )
         self._flow = IAF(
-            pos, num_flows=self.num_flows, hidden_dims=self.hidden_dims, context_dim=self.context_dim,
-            skip=self.skip, gated=self.gated, gate_bias=self.gate_bias,
+            pos,
+            num_flows=self.num_flows,
+            hidden_dims=self.hidden_dims,
+            context_dim=self.context_dim,
+            skip=self.skip,
+            gated=self.gated,
+            gate_bias=self.gate_bias,
         )
         key = numpyro.prng_key()
-        self._check_encoder_output(self._apply_encoder(
-            self.encoder.init(jax.random.PRNGKey(0) if key is None else key, x), x), x.shape[0])
+        self._check_encoder_output(
+            self._apply_encoder(self.encoder.init(jax.random.PRNGKey(0) if key is None else key, x), x),
+            x.shape[0],
+        )
 
     def _inspect(self, trace, args, kwargs):
         """Plate sizes and where the data are, for these arguments; returns the plate's indices."""
@@ -233,8 +268,10 @@ class AutoAmortizedIAF(AutoGuide):
             return x[idx]
         if self._arg_paths is not None and trace is None:
             parts = [_get_arg(args, kwargs, key) for key, _, _ in self._arg_paths]
-            parts = [jnp.moveaxis(jnp.take(a, idx, axis) if indexed else a, axis, 0)
-                     for a, (_, axis, indexed) in zip(parts, self._arg_paths)]
+            parts = [
+                jnp.moveaxis(jnp.take(a, idx, axis) if indexed else a, axis, 0)
+                for a, (_, axis, indexed) in zip(parts, self._arg_paths)
+            ]
         else:
             parts = [_per_element(trace[s["name"]], self.plate_dim) for s in self.observed_sites]
         return jnp.concatenate([p.reshape(p.shape[0], -1) for p in parts], -1)
@@ -273,7 +310,9 @@ class AutoAmortizedIAF(AutoGuide):
 
     def _check_encoder_output(self, out, B: int):
         if not (isinstance(out, tuple | list) and len(out) == 3):
-            raise ValueError(f"{type(self).__name__}: the encoder must return (mu, sigma, h); got {type(out)}")
+            raise ValueError(
+                f"{type(self).__name__}: the encoder must return (mu, sigma, h); got {type(out)}"
+            )
         D, C = self.latent_dim, self.context_dim
         expected = {"mu": (B, D), "sigma": (B, D), "h": (B, C)}
         for name, value in zip(("mu", "sigma", "h"), out):
@@ -303,7 +342,9 @@ class AutoAmortizedIAF(AutoGuide):
                 enc_params = numpyro.param(f"{self.prefix}_encoder", self.encoder.init(numpyro.prng_key(), x))
             flow_params = numpyro.param(f"{self.prefix}_local_flow")
             if flow_params is None:
-                flow_params = numpyro.param(f"{self.prefix}_local_flow", self._flow.init_params(numpyro.prng_key()))
+                flow_params = numpyro.param(
+                    f"{self.prefix}_local_flow", self._flow.init_params(numpyro.prng_key())
+                )
             mu, sigma, h = self._check_encoder_output(self._apply_encoder(enc_params, x), x.shape[0])
             pad = (1,) * (-self.plate_dim - 1)
             B, D = x.shape[0], self.latent_dim
@@ -322,7 +363,9 @@ class AutoAmortizedIAF(AutoGuide):
                 value = transform(u)
                 log_density = -transform.log_abs_det_jacobian(u, value)
                 log_density = sum_rightmost(log_density, jnp.ndim(log_density) - jnp.ndim(value) + event_dim)
-                result[name] = numpyro.sample(name, dist.Delta(value, log_density=log_density, event_dim=event_dim))
+                result[name] = numpyro.sample(
+                    name, dist.Delta(value, log_density=log_density, event_dim=event_dim)
+                )
         return result
 
     def sample_posterior(self, rng_key, params, *args, sample_shape=(), **kwargs) -> dict:
@@ -331,8 +374,11 @@ class AutoAmortizedIAF(AutoGuide):
         if self.prototype_trace is None:
             handlers.seed(self._setup_prototype, rng_key)(*args, **kwargs)
         guide = handlers.substitute(self, data=params)
-        names = [n for n, s in self.prototype_trace.items()
-                 if s["type"] == "sample" and not s["is_observed"] and not s["infer"].get("is_auxiliary")]
+        names = [
+            n
+            for n, s in self.prototype_trace.items()
+            if s["type"] == "sample" and not s["is_observed"] and not s["infer"].get("is_auxiliary")
+        ]
 
         def one(key):
             with handlers.block():
@@ -341,8 +387,8 @@ class AutoAmortizedIAF(AutoGuide):
 
         num = int(np.prod(sample_shape))
         self._full_plate = True
-        try:
-            draws = jax.vmap(one)(jax.random.split(rng_key, max(num, 1)))
+        try:  # one compiled program rather than op-by-op dispatch
+            draws = jax.jit(jax.vmap(one))(jax.random.split(rng_key, max(num, 1)))
         finally:
             self._full_plate = False
         return {k: v.reshape(*sample_shape, *v.shape[1:]) for k, v in draws.items()}
@@ -371,7 +417,10 @@ def _hide(model: Callable, names: list[str]) -> Callable:
 
     def global_model(*args, **kwargs):
         key = numpyro.prng_key()
-        with handlers.block(hide=names), handlers.seed(rng_seed=jax.random.PRNGKey(0) if key is None else key):
+        with (
+            handlers.block(hide=names),
+            handlers.seed(rng_seed=jax.random.PRNGKey(0) if key is None else key),
+        ):
             return model(*args, **kwargs)
 
     return global_model
@@ -387,7 +436,9 @@ def _plan(guide_name: str, trace: dict, has_input_fn: bool):
     for site in sites:
         if site["is_observed"] or site["infer"].get("is_auxiliary"):
             continue
-        stack = [_Frame(f.name, f.dim, f.size, full_sizes.get(f.name, f.size)) for f in site["cond_indep_stack"]]
+        stack = [
+            _Frame(f.name, f.dim, f.size, full_sizes.get(f.name, f.size)) for f in site["cond_indep_stack"]
+        ]
         data = [f for f in stack if f.name in observed_plates or f.full_size != f.size]
         if not data:
             continue
@@ -422,7 +473,9 @@ def _plan(guide_name: str, trace: dict, has_input_fn: bool):
     if not frames:
         return None, [], []
     (frame,) = frames.values()
-    observed = [s for s in sites if s["is_observed"] and any(f.name == frame.name for f in s["cond_indep_stack"])]
+    observed = [
+        s for s in sites if s["is_observed"] and any(f.name == frame.name for f in s["cond_indep_stack"])
+    ]
     return frame, local, observed
 
 
@@ -461,14 +514,18 @@ def _find_arg_paths(observed: list[dict], plate_dim: int, full_size: int, idx, a
     paths = []
     for site in observed:
         fn, value = site["fn"], site["value"]
-        if jnp.shape(value) != fn.batch_shape + fn.event_shape:
+        if jnp.shape(value) != fn.batch_shape + fn.event_shape or not _is_concrete((value, idx)):
             return None
         value = np.asarray(value)
         axis = value.ndim - fn.event_dim + plate_dim
         rest = value.shape[:axis] + value.shape[axis + 1 :]
         for key, a in candidates:
-            if not (hasattr(a, "shape") and hasattr(a, "dtype") and jnp.ndim(a) == value.ndim
-                    and a.shape[:axis] + a.shape[axis + 1 :] == rest):
+            if not (
+                hasattr(a, "shape")
+                and hasattr(a, "dtype")
+                and jnp.ndim(a) == value.ndim
+                and a.shape[:axis] + a.shape[axis + 1 :] == rest
+            ):
                 continue
             a = np.asarray(a)
             if a.shape == value.shape and np.array_equal(a, value):

@@ -45,9 +45,19 @@ class MLPEncoder(nn.Module):
     weights start at 1% of the usual scale, ``V`` at 0); ``x_mean``/``x_std`` are buffers.
     """
 
-    def __init__(self, input_dim: int, latent_dim: int, context_dim: int, hidden_dims: Sequence[int],
-                 *, init_mu: torch.Tensor, init_sigma: float, x_mean: torch.Tensor, x_std: torch.Tensor,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        latent_dim: int,
+        context_dim: int,
+        hidden_dims: Sequence[int],
+        *,
+        init_mu: torch.Tensor,
+        init_sigma: float,
+        x_mean: torch.Tensor,
+        x_std: torch.Tensor,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(seed)
         self.latent_dim, self.context_dim = latent_dim, context_dim
@@ -63,8 +73,9 @@ class MLPEncoder(nn.Module):
             self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=g) / math.sqrt(widths[-1]))
             self.out.weight[: 2 * latent_dim] *= 0.01
             sigma_bias = math.log(math.expm1(init_sigma))  # softplus^-1
-            self.out.bias.copy_(torch.cat([init_mu, torch.full((latent_dim,), sigma_bias),
-                                           torch.zeros(context_dim)]))
+            self.out.bias.copy_(
+                torch.cat([init_mu, torch.full((latent_dim,), sigma_bias), torch.zeros(context_dim)])
+            )
             self.skip.weight.zero_()
         self.register_buffer("x_mean", x_mean)
         self.register_buffer("x_std", x_std)
@@ -163,9 +174,14 @@ class AutoAmortizedIAF(AutoGuide):
         if has_global:
             self.global_guide = AutoIAFNormal(
                 poutine.block(self.model, hide=sorted(locals_)),
-                num_flows=self.num_flows, hidden_dims=self.hidden_dims, skip=self.skip,
-                gated=self.gated, gate_bias=self.gate_bias, init_loc_fn=self.init_loc_fn,
-                init_scale=self._init_scale, prefix=f"{self._pyro_name}_global",
+                num_flows=self.num_flows,
+                hidden_dims=self.hidden_dims,
+                skip=self.skip,
+                gated=self.gated,
+                gate_bias=self.gate_bias,
+                init_loc_fn=self.init_loc_fn,
+                init_scale=self._init_scale,
+                prefix=f"{self._pyro_name}_global",
             )
         frame = self.plate_frame
         if frame is None:
@@ -179,8 +195,7 @@ class AutoAmortizedIAF(AutoGuide):
             batch_ndim = value.dim() - site["fn"].event_dim
             event = tuple(u.shape[batch_ndim:])
             n = math.prod(event)
-            self._layout.append((site["name"], pos, n, event, site["fn"].support, site["fn"].event_dim,
-                                 value.dim()))
+            self._layout.append((site["name"], pos, n, event, site["fn"].support, site["fn"].event_dim))
             unconstrained.append(u.reshape(frame.size, n))
             pos += n
         self.latent_dim = pos
@@ -191,13 +206,23 @@ class AutoAmortizedIAF(AutoGuide):
             shrink = initial_contraction(self.num_flows, self.gated, self.gate_bias)
             std = x.std(0) if x.shape[0] > 1 else torch.ones(x.shape[-1])
             self.encoder = MLPEncoder(
-                x.shape[-1], pos, self.context_dim, self.encoder_hidden_dims,
-                init_mu=torch.cat(unconstrained, -1).mean(0), init_sigma=self._init_scale / shrink,
-                x_mean=x.mean(0), x_std=torch.where(std > 0, std, torch.ones_like(std)),
+                x.shape[-1],
+                pos,
+                self.context_dim,
+                self.encoder_hidden_dims,
+                init_mu=torch.cat(unconstrained, -1).mean(0),
+                init_sigma=self._init_scale / shrink,
+                x_mean=x.mean(0),
+                x_std=torch.where(std > 0, std, torch.ones_like(std)),
             ).to(dtype=x.dtype, device=x.device)
         self.flow = IAF(
-            pos, num_flows=self.num_flows, hidden_dims=self.hidden_dims, context_dim=self.context_dim,
-            skip=self.skip, gated=self.gated, gate_bias=self.gate_bias,
+            pos,
+            num_flows=self.num_flows,
+            hidden_dims=self.hidden_dims,
+            context_dim=self.context_dim,
+            skip=self.skip,
+            gated=self.gated,
+            gate_bias=self.gate_bias,
         ).to(dtype=x.dtype, device=x.device)
         self._encode(x)  # checks the encoder's output shapes now, with a clear error
 
@@ -209,8 +234,13 @@ class AutoAmortizedIAF(AutoGuide):
         self.subsampled = frame.size != self.full_size
         self.subsample_size = frame.size
         idx = trace.nodes[frame.name]["value"] if frame.name in trace.nodes else torch.arange(frame.size)
-        self._arg_paths = None if self.encoder_input_fn else _find_arg_paths(
-            [trace.nodes[s["name"]] for s in self.observed_sites], frame, idx, args, kwargs)
+        self._arg_paths = (
+            None
+            if self.encoder_input_fn
+            else _find_arg_paths(
+                [trace.nodes[s["name"]] for s in self.observed_sites], frame, idx, args, kwargs
+            )
+        )
         self._call_key = _call_key(args, kwargs)
         return idx
 
@@ -232,8 +262,10 @@ class AutoAmortizedIAF(AutoGuide):
             return x.index_select(0, idx)
         if self._arg_paths is not None:
             parts = [_get_arg(args, kwargs, key) for key, _, _ in self._arg_paths]
-            parts = [(a.index_select(axis, idx) if indexed else a).movedim(axis, 0)
-                     for a, (_, axis, indexed) in zip(parts, self._arg_paths)]
+            parts = [
+                (a.index_select(axis, idx) if indexed else a).movedim(axis, 0)
+                for a, (_, axis, indexed) in zip(parts, self._arg_paths)
+            ]
         else:
             parts = [_per_element(trace.nodes[s["name"]], self.plate_frame) for s in self.observed_sites]
         return torch.cat([p.reshape(p.shape[0], -1) for p in parts], -1)
@@ -266,7 +298,9 @@ class AutoAmortizedIAF(AutoGuide):
     def _encode(self, x: torch.Tensor):
         out = self.encoder(x)
         if not (isinstance(out, tuple | list) and len(out) == 3):
-            raise ValueError(f"{type(self).__name__}: the encoder must return (mu, sigma, h); got {type(out)}")
+            raise ValueError(
+                f"{type(self).__name__}: the encoder must return (mu, sigma, h); got {type(out)}"
+            )
         mu, sigma, h = out
         B, D, C = x.shape[0], self.latent_dim, self.context_dim
         if not torch._C._get_tracing_state():
@@ -306,13 +340,15 @@ class AutoAmortizedIAF(AutoGuide):
                 [flow, AffineTransform(mu, sigma, event_dim=1, cache_size=1)],
             )
             z = pyro.sample(f"_{self._pyro_name}_local_latent", posterior, infer={"is_auxiliary": True})
-            for name, pos, n, event, support, event_dim, ndim in self._layout:
+            for name, pos, n, event, support, event_dim in self._layout:
                 u = z[..., pos : pos + n].reshape(*z.shape[:-1], *event)
                 transform = biject_to(support)
                 value = transform(u)
                 log_density = transform.inv.log_abs_det_jacobian(value, u)
                 log_density = sum_rightmost(log_density, log_density.dim() - value.dim() + event_dim)
-                result[name] = pyro.sample(name, dist.Delta(value, log_density=log_density, event_dim=event_dim))
+                result[name] = pyro.sample(
+                    name, dist.Delta(value, log_density=log_density, event_dim=event_dim)
+                )
         return result
 
     @torch.no_grad()
@@ -326,8 +362,10 @@ class AutoAmortizedIAF(AutoGuide):
                 torch.manual_seed(seed)
             self._full_plate = True
             try:
-                with poutine.block(), pyro.plate("_num_posterior_samples", num_samples,
-                                                 dim=-self.max_plate_nesting - 1):
+                with (
+                    poutine.block(),
+                    pyro.plate("_num_posterior_samples", num_samples, dim=-self.max_plate_nesting - 1),
+                ):
                     trace = poutine.trace(self).get_trace(*args, **kwargs)
             finally:
                 self._full_plate = False
@@ -337,7 +375,7 @@ class AutoAmortizedIAF(AutoGuide):
                 continue
             v = trace.nodes[site["name"]]["value"]
             ndim = site["value"].dim()
-            out[site["name"]] = v.reshape(num_samples, *v.shape[v.dim() - ndim:])
+            out[site["name"]] = v.reshape(num_samples, *v.shape[v.dim() - ndim :])
         return out
 
 
@@ -352,7 +390,9 @@ def _plan(guide_name: str, trace, has_input_fn: bool):
     """``(plate frame or None, local latent sites, observed sites of that plate)``; raises
     ``ValueError`` naming the site for what the guide cannot amortize."""
     sites = _sample_sites(trace)
-    observed_plates = {f.name for s in sites if s["is_observed"] for f in s["cond_indep_stack"] if f.vectorized}
+    observed_plates = {
+        f.name for s in sites if s["is_observed"] for f in s["cond_indep_stack"] if f.vectorized
+    }
     local, frames = [], {}
     for site in sites:
         if site["is_observed"] or site["infer"].get("is_auxiliary"):
@@ -392,8 +432,9 @@ def _plan(guide_name: str, trace, has_input_fn: bool):
     if not frames:
         return None, [], []
     (frame,) = frames.values()
-    observed = [s for s in sites if s["is_observed"]
-                and any(f.name == frame.name for f in s["cond_indep_stack"])]
+    observed = [
+        s for s in sites if s["is_observed"] and any(f.name == frame.name for f in s["cond_indep_stack"])
+    ]
     return frame, local, observed
 
 
@@ -433,8 +474,12 @@ def _find_arg_paths(observed: list[dict], frame, idx, args, kwargs):
         axis = value.dim() - fn.event_dim + frame.dim
         rest = value.shape[:axis] + value.shape[axis + 1 :]
         for key, a in candidates:
-            if not (isinstance(a, torch.Tensor) and a.dim() == value.dim() and a.dtype == value.dtype
-                    and a.shape[:axis] + a.shape[axis + 1 :] == rest):
+            if not (
+                isinstance(a, torch.Tensor)
+                and a.dim() == value.dim()
+                and a.dtype == value.dtype
+                and a.shape[:axis] + a.shape[axis + 1 :] == rest
+            ):
                 continue
             if a.shape == value.shape and torch.equal(a, value):
                 paths.append((key, axis, False))
