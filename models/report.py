@@ -247,11 +247,21 @@ def plot_marginals(path: Path, draws: dict[str, np.ndarray], spec, reference_dra
             ax.scatter(z[:, 0], z[:, 1], s=2, color=f"C{i}", alpha=0.6, label=guide)
             box.append(np.percentile(z, [1, 99], axis=0))
         ax.set(title=guide, xlabel=names[0], ylabel=names[1] if i == 0 else None)
-    if box:
+    if box:  # the reference's box, widened by the guides' draws up to one box width each way
         lo, hi = np.min([b[0] for b in box], 0), np.max([b[1] for b in box], 0)
+        if reference_draws is not None or ref is not None:
+            width = box[0][1] - box[0][0]
+            lo, hi = np.maximum(lo, box[0][0] - width), np.minimum(hi, box[0][1] + width)
         pad = 0.05 * (hi - lo) + 1e-6
-        axes[0, 0].set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-        axes[0, 0].set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        lo, hi = lo - pad, hi + pad
+        axes[0, 0].set_xlim(lo[0], hi[0])
+        axes[0, 0].set_ylim(lo[1], hi[1])
+        for i, (guide, z) in enumerate(draws.items()):
+            if z is not None and len(z):
+                z = np.asarray(z)[:max_points, :2]
+                out = int(np.sum(np.any((z < lo) | (z > hi), axis=1)))
+                if out:
+                    axes[0, i].set_title(f"{guide} ({out}/{len(z)} outside)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
