@@ -17,6 +17,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from backends import BACKENDS  # noqa: E402
 
 
+def pytest_configure(config):
+    import torch
+
+    # one intra-op thread: torch's OpenMP workers otherwise fight JAX's threads on 2 cores
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(params=sorted(BACKENDS), ids=lambda name: name)
 def backend(request):
     adapter = BACKENDS[request.param]()
