@@ -27,6 +27,7 @@ from pyro.distributions.util import sum_rightmost
 from pyro.infer.autoguide import AutoGuide
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_median
 from pyro.poutine.util import site_is_subsample
+from pyro.util import ignore_jit_warnings
 from torch import nn
 from torch.distributions import biject_to
 
@@ -279,7 +280,8 @@ class AutoAmortizedIAF(AutoGuide):
                 full = len(self.encoder_input_fn(*args, **kwargs))
             else:
                 key, axis, indexed = self._arg_paths[0]
-                full = _get_arg(args, kwargs, key).shape[axis]
+                with ignore_jit_warnings():  # sizes are constants of a jit trace
+                    full = int(_get_arg(args, kwargs, key).shape[axis])
                 if not indexed:  # the minibatch itself is the argument; the plate may be scaled
                     size, full = full, (self.full_size if self.subsampled else full)
                     return pyro.plate(frame.name, full, subsample_size=size, dim=frame.dim), None
