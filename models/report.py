@@ -114,9 +114,10 @@ def markdown_table(rows: list[dict]) -> str:
                         f" ({r.get('diverged_seeds', 1)}/{r.get('seeds', 1)} seeds)")
         if r.get("error"):
             note.append("error: " + str(r["error"]).replace("|", "/").replace("\n", " ")[:120])
+        ref_z = "n/a" if r.get("log_evidence_ref") is None else _fmt(r["log_evidence_ref"])
         lines.append(
             f"| {r['model']} | {r['backend']} | {r['guide']} | {elbo} | {logz} "
-            f"| {_fmt(r.get('log_evidence_ref'))} | {_fmt(r['khat'])} | {_fmt(r['mean_z_err'], 3)} "
+            f"| {ref_z} | {_fmt(r['khat'])} | {_fmt(r['mean_z_err'], 3)} "
             f"| {_fmt(r['sd_z_err'], 3)} | {_fmt(r['ms_per_step'], 3)} | {_fmt(r['total_s'], 1)} "
             f"| {'; '.join(note)} |")
     return "\n".join(lines)
@@ -129,11 +130,11 @@ def _isnan(x) -> bool:
 LEGEND = (
     "ELBO: mean of log p(x, z) - log q(z) over the evaluation draws, mean ± sd over seeds. "
     "log Z (IS): log mean exp of the same weights ± delta-method SE (averaged over seeds); "
-    "log Z (ref): exact, where known. k-hat: PSIS Pareto shape of the weights (worst seed; "
-    "< 0.5 good, > 0.7 unreliable). mean err / sd err: RMS over the unconstrained coordinates "
-    "of (mean_q - mean_ref) / sd_ref and of sd_q / sd_ref - 1. ms/step: compiled steps only; "
-    "total s: fit + evaluation (+ compilation) summed over seeds. NaN: diverged, error, or no "
-    "reference."
+    "log Z (ref): exact, where known (n/a: NUTS reference). k-hat: PSIS Pareto shape of the "
+    "weights (worst seed; < 0.5 good, > 0.7 unreliable). mean err / sd err: RMS over the "
+    "unconstrained coordinates of (mean_q - mean_ref) / sd_ref and of sd_q / sd_ref - 1. "
+    "ms/step: compiled steps only; total s: fit + evaluation (+ compilation) summed over "
+    "seeds. NaN: diverged, error, or no reference."
 )
 
 
