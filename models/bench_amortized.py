@@ -69,7 +69,7 @@ def bench_pyro(steps: int, repeats: int) -> dict[str, float]:
                 mu, sigma, h = self.encoder(y[idx, None])
                 q = dist.TransformedDistribution(
                     dist.Normal(torch.zeros_like(mu), 1.0).to_event(1),
-                    [self.flow.condition(h), AffineTransform(mu, sigma, event_dim=1)],
+                    [self.flow.condition(h), AffineTransform(mu, sigma, event_dim=1, cache_size=1)],
                 )
                 z = pyro.sample("theta_aux", q, infer={"is_auxiliary": True})
                 pyro.sample("theta", dist.Delta(z[..., 0]))
