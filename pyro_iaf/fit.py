@@ -18,10 +18,12 @@ __all__ = ["fit", "FitResult"]
 
 @dataclass
 class FitResult:
-    """``params``: ``{name: tensor}`` (constrained, detached); ``losses``: one per step."""
+    """``params``: ``{name: tensor}`` (constrained, detached); ``losses``: one per step;
+    ``state``: the param store's ``get_state()`` (load it with ``set_state``)."""
 
     params: dict[str, torch.Tensor]
     losses: list[float]
+    state: object = None
 
 
 def fit(
@@ -61,7 +63,7 @@ def fit(
             if step % 100 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
-    return FitResult(params, losses)
+    return FitResult(params, losses, pyro.get_param_store().get_state())
 
 
 def _all_params_finite() -> bool:
