@@ -247,9 +247,6 @@ def main(argv: list[str] | None = None) -> None:
     write_tables(cells, out / "bench.md", machine)
 
 
-if __name__ == "__main__":
-    main()
-
 
 # ---- timing: guides interleaved, so that load on a shared machine hits them alike -------------
 
@@ -320,3 +317,7 @@ def time_guides(backend: str, D: int, guides: list[str], repeats: int = 3) -> di
             steppers[g](TIMING_STEPS)
             samples[g].append((time.perf_counter() - t) * 1e3 / TIMING_STEPS)
     return {g: statistics.median(v) for g, v in samples.items()}
+
+
+if __name__ == "__main__":
+    main()
