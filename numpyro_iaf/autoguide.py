@@ -166,11 +166,12 @@ class AutoIAFNormal(AutoContinuous):
     def _latent_samples(self, params: dict, num_samples: int | None, seed: int | None) -> jnp.ndarray:
         num_samples = self.num_mc_samples if num_samples is None else num_samples
         seed = self.mc_seed if seed is None else seed
-        posterior = self.get_posterior(params)
-        return posterior.sample(jax.random.PRNGKey(seed), (num_samples,))
+        # one compiled function instead of dozens of small op-by-op compilations
+        sample = jax.jit(lambda p, key: self.get_posterior(p).sample(key, (num_samples,)))
+        return sample(params, jax.random.PRNGKey(seed))
 
     def _constrain(self, latent: jnp.ndarray, params: dict) -> dict:
-        return self._unpack_and_constrain(latent, params)
+        return jax.jit(self._unpack_and_constrain)(latent, params)
 
     def median(self, params: dict, *, num_samples: int | None = None, seed: int | None = None) -> dict:
         """Posterior median of each latent site: per-coordinate Monte Carlo median of

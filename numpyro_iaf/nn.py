@@ -60,7 +60,7 @@ class MADE:
         self.output_mask = jnp.tile(jnp.asarray(output_mask), (2, 1)) / math.sqrt(widths[-1])
         self.skip_mask = jnp.asarray(skip_mask) / math.sqrt(input_dim)
         self.context_gain = 1 / math.sqrt(max(context_dim, 1))
-        self.params = self.init_params(jax.random.PRNGKey(seed))
+        self.params = jax.jit(self.init_params)(jax.random.PRNGKey(seed))
 
     def init_params(self, key: jax.Array) -> Params:
         """Fresh parameters: hidden ``N(0, 1/fan_in)``, output ``output_scale`` times that."""
