@@ -83,10 +83,7 @@ class AutoIAFNormal(AutoContinuous):
 
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_prototype(self, *args, **kwargs) -> None:
-        with handlers.block():
-            trace = handlers.trace(handlers.seed(self.model, jax.random.PRNGKey(0))).get_trace(
-                *args, **kwargs
-            )
+        trace = self._trace_model(args, kwargs)
         full_sizes = {name: s["args"][0] for name, s in trace.items() if s["type"] == "plate"}
         latent = [
             {
@@ -111,15 +108,17 @@ class AutoIAFNormal(AutoContinuous):
         )
         self._arg_shapes = _shapes(args, kwargs)
 
+    def _trace_model(self, args, kwargs) -> dict:
+        """One blocked, seeded run of the model (its sites, for checks)."""
+        with handlers.block():
+            return handlers.trace(handlers.seed(self.model, jax.random.PRNGKey(0))).get_trace(*args, **kwargs)
+
     def _check_static_shapes(self, args, kwargs) -> None:
         """Latent shapes are fixed at the first call: re-trace only when argument shapes change."""
         shapes = _shapes(args, kwargs)
         if shapes == self._arg_shapes:
             return
-        with handlers.block():
-            trace = handlers.trace(handlers.seed(self.model, jax.random.PRNGKey(0))).get_trace(
-                *args, **kwargs
-            )
+        trace = self._trace_model(args, kwargs)
         for name, site in self.prototype_trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue

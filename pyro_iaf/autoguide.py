@@ -76,8 +76,7 @@ class AutoIAFNormal(AutoContinuous):
 
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_prototype(self, *args, **kwargs) -> None:
-        with poutine.block():
-            trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+        trace = self._trace_model(args, kwargs)
         latent = [site for _, site in prune_subsample_sites(trace).iter_stochastic_nodes()]
         check_latent_sites(type(self).__name__, latent, "AutoAmortizedIAF")
         super()._setup_prototype(*args, **kwargs)
@@ -97,13 +96,17 @@ class AutoIAFNormal(AutoContinuous):
         ).to(dtype=init_loc.dtype, device=init_loc.device)
         self._arg_shapes = _shapes(args, kwargs)
 
+    def _trace_model(self, args, kwargs):
+        """One blocked run of the model (its sites, for checks)."""
+        with poutine.block():
+            return poutine.trace(self.model).get_trace(*args, **kwargs)
+
     def _check_static_shapes(self, args, kwargs) -> None:
         """Latent shapes are fixed at the first call: re-trace only when argument shapes change."""
         shapes = _shapes(args, kwargs)
         if shapes == self._arg_shapes:
             return
-        with poutine.block():
-            trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+        trace = self._trace_model(args, kwargs)
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             now = trace.nodes.get(name)
             if now is None or now["value"].shape != site["value"].shape:
