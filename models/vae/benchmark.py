@@ -24,9 +24,12 @@ import numpy as np
 
 def run_one(out: Path, backend: str, posterior: str, seed: int, args) -> None:
     run = out / f"{backend}-{posterior}-s{seed}"
-    if (run / "metrics.json").exists() and not args.force:
-        print(f"skip {run} (metrics.json exists)", flush=True)
-        return
+    metrics = run / "metrics.json"
+    if metrics.exists() and not args.force:
+        done = json.loads(metrics.read_text()).get("epochs", 0)
+        if done >= args.epochs:
+            print(f"skip {run} (metrics.json has {done} epochs)", flush=True)
+            return
     cmd = [sys.executable, "-m", "models.vae", "--backend", backend, "--posterior", posterior,
            "--dataset", args.dataset, "--arch", args.arch, "--epochs", str(args.epochs),
            "--seed", str(seed), "--is-samples", str(args.is_samples), "--out", str(run),

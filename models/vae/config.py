@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, fields, dataclass
 
 from .nets import ARCHS, Arch
 
@@ -61,3 +61,8 @@ class VAEConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def field_defaults(cls) -> dict:
+        """Each field's default (fills keys missing from older checkpoints)."""
+        return {f.name: f.default for f in fields(cls) if f.default is not MISSING}

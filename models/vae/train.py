@@ -70,7 +70,8 @@ def fit(backend: str, cfg: VAEConfig, data: BinaryImages, epochs: int, out: Path
         if ckpt is None or not ckpt.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
         state = load_checkpoint(ckpt)
-        if state["backend"] != backend or state["config"] != cfg.to_dict():
+        saved = {**VAEConfig.field_defaults(), **state["config"]}  # keys added since: defaults
+        if state["backend"] != backend or saved != cfg.to_dict():
             raise ValueError(
                 f"--resume: {ckpt} was written by backend {state['backend']!r} with config "
                 f"{state['config']}; rerun with the same flags (or another --out)"
