@@ -1,0 +1,95 @@
+"""The ResNet VAE's model and guide, written once against pyro-api (:mod:`models.api`).
+
+    p(x, z) = p(z_{L-1}) prod_{i<L-1} p(z_i | z_{>i}) p(x | z),  p(z_i | .) = N(pm_i, exp(p_logsd_i))
+    q(z | x) = prod_i q(z_i | x, z_{>i}):  z_i^0 ~ N(qm_i + rm_i, exp(q_logsd_i + r_logsd_i)),
+               z_i = IAF_i(z_i^0; c_up_i + c_down_i),  log q(z_i) = log N(z_i^0) - sum_t log sigma_t
+
+Sites: ``"z<i>"`` ``[B, zdim, s_i, s_i]`` (event dim 3), with the guide's auxiliary ``"z<i>_0"``
+when there is an IAF (a ``Delta`` at ``"z<i>"`` carries ``-log|det|``, as in
+:mod:`models.vae.model`); ``"x"`` ``[B, C*S*S]``. The networks (``nets``: a backend's
+:class:`~models.resnet_vae.numpyro_backend.NumPyroNets` or ``PyroNets``) give ``params()``
+(registered natively) and the :class:`~models.resnet_vae.nets.Net` methods.
+
+Free bits (the paper's eq. 15): groups are the latent feature maps of each layer, ``KL_{i,c}``
+the minibatch mean of the single-sample ``sum_pixels (log q - log p)``; the guide factor
+``B * sum relu(lambda - KL_{i,c})`` makes ``Trace_ELBO`` equal ``B * [E log p(x|z) -
+sum max(lambda, KL)]``.
+"""
+
+from __future__ import annotations
+
+from models.api import current_backend, dist, ops, pyro
+
+__all__ = ["resnet_vae_model", "resnet_vae_guide", "layer_inputs"]
+
+
+def resnet_vae_model(x, nets, num: int | None = None):
+    """Generative model; ``x [B, C*S*S]`` observed, or ``None`` to sample ``num`` images.
+
+    Returns the decoder's output ``[B, C, S, S]`` (logits or logistic means)."""
+    B = num if x is None else x.shape[0]
+    p = nets.params()
+    L = nets.layers(p)
+    with pyro.plate("data", B):
+        h = nets.top(p, B)
+        for i in reversed(range(nets.cfg.num_layers)):
+            pm, p_logsd, _, _, _, d = nets.down(L, i, h)
+            z = pyro.sample(f"z{i}", dist.Normal(pm, ops.exp(p_logsd)).to_event(3))
+            h = nets.merge(L, i, h, z, d)
+        out = nets.decode(L, h)
+        pyro.sample("x", nets.likelihood(p, out).to_event(1), obs=x)
+    return out
+
+
+def resnet_vae_guide(x, nets, free_bits: float = 0.0):
+    """Bidirectional-inference posterior for ``x [B, C*S*S]``; returns ``{"z<i>": z_i}``."""
+    B = x.shape[0]
+    p = nets.params()
+    L = nets.layers(p)
+    ups = nets.up(L, nets.image(x))
+    zs, kls = {}, []
+    with pyro.plate("data", B):
+        h = nets.top(p, B)
+        for i in reversed(range(nets.cfg.num_layers)):
+            qm, q_logsd, c_up = ups[i]
+            pm, p_logsd, rm, r_logsd, c_down, d = nets.down(L, i, h)
+            base = dist.Normal(qm + rm, ops.exp(q_logsd + r_logsd))
+            if nets.cfg.flows:
+                z0 = pyro.sample(f"z{i}_0", base.to_event(3), infer={"is_auxiliary": True})
+                z, log_sigma = nets.flow(p, i, z0, c_up + c_down)
+                pyro.sample(f"z{i}", dist.Delta(z, log_density=-log_sigma.sum((1, 2, 3)), event_dim=3))
+                log_q = base.log_prob(z0) - log_sigma
+            else:
+                z = pyro.sample(f"z{i}", base.to_event(3))
+                log_q = base.log_prob(z)
+            if free_bits > 0:
+                log_p = dist.Normal(pm, ops.exp(p_logsd)).log_prob(z)
+                kls.append((log_q - log_p).sum((2, 3)).mean(0))  # [zdim]
+            zs[f"z{i}"] = z
+            h = nets.merge(L, i, h, z, d)
+    if free_bits > 0:
+        shortfall = free_bits - ops.stack(kls)
+        _guide_factor("free_bits", B * ops.maximum(shortfall, 0 * shortfall).sum())
+    return zs
+
+
+def _guide_factor(name: str, value) -> None:
+    if current_backend() == "pyro":
+        pyro.factor(name, value, has_rsample=True)
+    else:
+        pyro.factor(name, value)
+
+
+def layer_inputs(nets, p, x, zs: dict) -> list[tuple]:
+    """``[(base loc, base scale, IAF context)]`` of every layer (bottom first) given the
+    posterior draws ``zs = {"z<i>": z_i}``: the guide's deterministic path, for checks."""
+    L = nets.layers(p)
+    ups = nets.up(L, nets.image(x))
+    out = [None] * nets.cfg.num_layers
+    h = nets.top(p, x.shape[0])
+    for i in reversed(range(nets.cfg.num_layers)):
+        qm, q_logsd, c_up = ups[i]
+        _, _, rm, r_logsd, c_down, d = nets.down(L, i, h)
+        out[i] = (qm + rm, nets.F.exp(q_logsd + r_logsd), c_up + c_down)
+        h = nets.merge(L, i, h, zs[f"z{i}"], d)
+    return out
