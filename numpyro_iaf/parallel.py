@@ -1,0 +1,92 @@
+"""Data-parallel SVI over the local devices: the batch is sharded, the SVI state replicated.
+
+    mesh = local_mesh()                        # 1-D mesh, axis "data", all local devices
+    update = data_parallel_update(svi)         # (state, *batch_args) -> (state, loss)
+    state, loss = update(state, x)             # x [B, ...] split into B / n rows per device
+
+``x`` is placed with ``NamedSharding(mesh, PartitionSpec("data"))`` (leading axis split over the
+devices), the state with ``NamedSharding(mesh, PartitionSpec())`` (a full copy on each device),
+and ``jax.jit`` partitions ``svi.update`` (GSPMD): every device runs the model and guide on its
+rows, the ELBO (a sum over the batch) and its gradient are all-reduced, and each device applies
+the same optimiser step. A step is therefore the single-device step on the full batch, up to
+the order of floating-point sums (random draws do not depend on the sharding).
+
+On CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (set before JAX starts) gives N
+host devices, which is how the tests check the equality without accelerators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = ["AXIS", "local_mesh", "shard_batch", "replicate", "data_parallel_update"]
+
+#: Name of the mesh axis the batch is split along.
+AXIS = "data"
+
+
+def local_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D :class:`~jax.sharding.Mesh` with axis :data:`AXIS` over ``devices`` (default: all
+    local devices of the default backend)."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("local_mesh: no devices given; pass e.g. devices=jax.local_devices()")
+    return Mesh(np.array(devices), (AXIS,))
+
+
+def _check_divisible(x, n: int, what: str) -> None:
+    if np.ndim(x) == 0:
+        raise ValueError(f"{what} is a scalar; data-parallel arguments need a leading batch axis "
+                         f"(pass scalars as keyword arguments, which are replicated)")
+    B = np.shape(x)[0]
+    if B % n:
+        lo, hi = (B // n) * n, -(-B // n) * n
+        fix = f"use a batch size that is a multiple of {n} (e.g. {hi}" + (f" or {lo})" if lo else ")")
+        raise ValueError(f"{what} has batch size {B}, not divisible by the {n} devices; {fix}, or "
+                         f"pass devices=jax.local_devices()[:k] with k dividing {B}")
+
+
+def shard_batch(x, mesh: Mesh, name: str = "x"):
+    """``x [B, ...]`` (array or pytree of arrays) split along ``B`` over the mesh's devices.
+
+    Raises ``ValueError`` (naming ``name``) if ``B`` is not a multiple of the device count."""
+    n = mesh.devices.size
+    for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
+        _check_divisible(leaf, n, f"{name}{jax.tree_util.keystr(path)}")
+    return jax.device_put(x, NamedSharding(mesh, PartitionSpec(AXIS)))
+
+
+def replicate(tree, mesh: Mesh):
+    """A full copy of every array of ``tree`` on each device of ``mesh`` (no copy if already so)."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def data_parallel_update(svi, *, devices: Sequence[jax.Device] | None = None,
+                         mesh: Mesh | None = None) -> Callable:
+    """A jitted ``update(state, *args, **kwargs) -> (state, loss)`` of ``svi`` over all devices.
+
+    Positional ``args`` are the batch: every array in them is split along its leading axis
+    (size ``B``, a multiple of the device count) over ``mesh`` (default: :func:`local_mesh` of
+    ``devices``); ``state`` and ``kwargs`` are replicated. The returned state stays replicated,
+    so it feeds the next call without transfers; ``loss`` is the full-batch loss (replicated).
+    Works for any model/guide whose batch is the leading axis of its positional array arguments;
+    with one device it is ``jax.jit(svi.update)``. ``update.mesh`` is the mesh used.
+    """
+    if mesh is None:
+        mesh = local_mesh(devices)
+    elif devices is not None:
+        raise ValueError("data_parallel_update: pass devices or mesh, not both")
+    rep = NamedSharding(mesh, PartitionSpec())
+    step = jax.jit(svi.update, out_shardings=(rep, rep))
+
+    def update(state, *args, **kwargs):
+        return step(replicate(state, mesh), *shard_batch(args, mesh, "args"), **replicate(kwargs, mesh))
+
+    update.mesh = mesh
+    update.jitted = step
+    update.__doc__ = data_parallel_update.__doc__
+    return update
