@@ -122,3 +122,21 @@ def test_bad_input_raises():
         logits(init_params(TINY), TINY, jnp.zeros((2, 8, 8)))
     with pytest.raises(FileNotFoundError, match="python -m models.pixelcnn"):
         load_checkpoint("/nonexistent/folder")
+
+
+def test_synthesis_table_states_the_ratio():
+    """The benchmark's Markdown: '<N>x faster' from the two rates, the scaled prefix named."""
+    from models.bench_synthesis import render
+
+    row = dict(batch=64, vae_images_per_s=5000.0, pixelcnn_images_per_s=0.8, ratio=6250.0, vae_compile_s=1.0,
+               pixelcnn_compile_s=2.0, pixel_steps=98)
+    res = dict(vae=dict(preset="mnist", params=100_000, test_nats=None),
+               pixelcnn=dict(config=dict(PRESETS["mnist"].to_dict()), params=110_000, test_nats=90.0,
+                             test_nats_se=0.5, test_images=10_000, train_steps=300, marginal_nats=206.0,
+                             checkpoint="ckpt"),
+               rows=[row], repeats=3, max_seconds=30.0,
+               machine=dict(cpu="cpu", cores=2, jax="x", device="cpu", platform="cpu", load_start=(1.0,),
+                            load_end=(2.0,)))
+    md = render(res, "cmd")
+    assert "| 64 | 5,000.0 | 0.8 | 1.25 | **6,250x faster** |" in md
+    assert "98 of 784, scaled x8.0" in md and "110,000 (+10.0%)" in md and "90.00 ± 0.50" in md
