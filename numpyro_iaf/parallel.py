@@ -57,12 +57,19 @@ def shard_batch(x, mesh: Mesh, name: str = "x"):
     n = mesh.devices.size
     for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
         _check_divisible(leaf, n, f"{name}{jax.tree_util.keystr(path)}")
-    return jax.device_put(x, NamedSharding(mesh, PartitionSpec(AXIS)))
+    return _place(x, NamedSharding(mesh, PartitionSpec(AXIS)))
 
 
 def replicate(tree, mesh: Mesh):
     """A full copy of every array of ``tree`` on each device of ``mesh`` (no copy if already so)."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return _place(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def _place(tree, sharding: NamedSharding):
+    """``jax.device_put(tree, sharding)``, skipped (it costs ~0.1 ms a leaf) when already placed."""
+    if all(getattr(leaf, "sharding", None) == sharding for leaf in jax.tree.leaves(tree)):
+        return tree
+    return jax.device_put(tree, sharding)
 
 
 def data_parallel_update(svi, *, devices: Sequence[jax.Device] | None = None,
