@@ -89,7 +89,7 @@ def pyro_distribution():
             return DiscretizedLogistic(self.mean_.expand(batch_shape), self.log_scale.expand(batch_shape))
 
         @torch.no_grad()
-        def sample(self, sample_shape=torch.Size()):
+        def sample(self, sample_shape=()):
             shape = torch.Size(sample_shape) + self.batch_shape
             u = torch.rand(shape).clamp(1e-5, 1 - 1e-5)
             y = self.mean_ + self.log_scale.exp() * (u.log() - (-u).log1p())

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from models.api import current_backend, dist, ops, pyro
 
-__all__ = ["resnet_vae_model", "resnet_vae_guide", "layer_inputs"]
+__all__ = ["resnet_vae_model", "resnet_vae_guide", "layer_terms"]
 
 
 def resnet_vae_model(x, nets, num: int | None = None):
@@ -80,16 +80,26 @@ def _guide_factor(name: str, value) -> None:
         pyro.factor(name, value)
 
 
-def layer_inputs(nets, p, x, zs: dict) -> list[tuple]:
-    """``[(base loc, base scale, IAF context)]`` of every layer (bottom first) given the
-    posterior draws ``zs = {"z<i>": z_i}``: the guide's deterministic path, for checks."""
+def layer_terms(nets, p, x, draws: dict) -> list[dict]:
+    """The guide's deterministic path at pinned base draws, elementwise, for checks: per layer
+    (bottom first) ``{"loc", "scale", "context", "prior_loc", "prior_scale", "z0", "z",
+    "log_sigma"}``, each ``[B, ., s, s]``. ``draws``: ``{"z<i>_0": z0}`` (IAF) or ``{"z<i>": z}``."""
+    F = nets.F
     L = nets.layers(p)
     ups = nets.up(L, nets.image(x))
     out = [None] * nets.cfg.num_layers
     h = nets.top(p, x.shape[0])
     for i in reversed(range(nets.cfg.num_layers)):
         qm, q_logsd, c_up = ups[i]
-        _, _, rm, r_logsd, c_down, d = nets.down(L, i, h)
-        out[i] = (qm + rm, nets.F.exp(q_logsd + r_logsd), c_up + c_down)
-        h = nets.merge(L, i, h, zs[f"z{i}"], d)
+        pm, p_logsd, rm, r_logsd, c_down, d = nets.down(L, i, h)
+        t = dict(loc=qm + rm, scale=F.exp(q_logsd + r_logsd), context=c_up + c_down,
+                 prior_loc=pm, prior_scale=F.exp(p_logsd))
+        if nets.cfg.flows:
+            t["z0"] = draws[f"z{i}_0"]
+            t["z"], t["log_sigma"] = nets.flow(p, i, t["z0"], t["context"])
+        else:
+            t["z0"] = t["z"] = draws[f"z{i}"]
+            t["log_sigma"] = 0 * t["z"]
+        out[i] = t
+        h = nets.merge(L, i, h, t["z"], d)
     return out

@@ -21,12 +21,12 @@ from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.svi import SVIState
 
-from models.api import bind
+from models.api import backend, bind
 from numpyro_iaf import MADE
 
 from .config import ResNetVAEConfig
 from .likelihood import numpyro_distribution
-from .model import layer_inputs, resnet_vae_guide, resnet_vae_model
+from .model import layer_terms, resnet_vae_guide, resnet_vae_model
 from .nets import Net, data_init, init_params, made_names
 from .ops import jax_ops
 
@@ -39,15 +39,22 @@ def _float(x):
     return jnp.asarray(x, dtype=jnp.result_type(float))
 
 
+@functools.lru_cache(maxsize=16)
+def _made(zdim: int, width: int, context: int, reverse: bool) -> MADE:
+    """A MADE for its masks (its own weights are not used); cached: building one compiles."""
+    return MADE(zdim, (width, width), context_dim=context, reverse=reverse)
+
+
 class NumPyroNets(Net):
     """:class:`~models.resnet_vae.nets.Net` over JAX ops; ``params()`` is ``numpyro.param``."""
 
     def __init__(self, cfg: ResNetVAEConfig, init: dict | None = None) -> None:
         super().__init__(cfg, jax_ops(), self._made)
         self.init = None if init is None else {k: _float(v) for k, v in init.items()}
-        self.mades = [MADE(cfg.zdim, (cfg.iaf_hidden,) * 2, context_dim=cfg.hidden, reverse=bool(t))
-                      for t in range(min(cfg.flows, 2))]
-        assert set(self.mades[0].params) == {n for n, _ in made_names(cfg)} if self.mades else True
+        self.mades = [_made(cfg.zdim, cfg.iaf_hidden, cfg.hidden, bool(t)) for t in range(min(cfg.flows, 2))]
+        for made in self.mades:
+            if set(made.params) != {n for n, _ in made_names(cfg)}:
+                raise RuntimeError("numpyro_iaf.MADE's parameter names changed; update nets.made_names")
         self.logistic = numpyro_distribution()
 
     def _made(self, t, params, z, h):
@@ -116,7 +123,7 @@ class NumPyroResNetVAE:
         self.update = jax.jit(self.svi.update)
         self._evaluate = jax.jit(self.svi.evaluate)
         self._logw = jax.jit(functools.partial(_log_weights, self.model, self.eval_guide))
-        self._compiled = None
+        self._compiled = self._inspect = None
 
     @property
     def params(self) -> dict:
@@ -173,25 +180,37 @@ class NumPyroResNetVAE:
         lp, lq = self._logw(self.svi.get_params(self.state), _float(x), self._next_key(), fixed)
         return np.asarray(lp), np.asarray(lq)
 
-    def site_log_probs(self, x, fixed: dict) -> dict[str, np.ndarray]:
-        """Per-site log densities ``[N]`` of the guide trace at pinned draws."""
-        params = self.svi.get_params(self.state)
-        guide = handlers.substitute(handlers.substitute(self.eval_guide, data=params),
-                                    data={k: _float(v) for k, v in fixed.items()})
-        tr = handlers.trace(handlers.seed(guide, 0)).get_trace(_float(x))
-        return {k: np.asarray(s["fn"].log_prob(s["value"])) for k, s in tr.items() if s["type"] == "sample"}
+    def inspect(self, x, fixed: dict) -> dict:
+        """Everything at pinned guide draws ``fixed`` (``{"z<i>_0": ...}`` or ``{"z<i>": ...}``)
+        for ``x [N, P]``: ``log_p``, ``log_q`` ``[N]``, ``loss`` (``Trace_ELBO`` with free bits,
+        summed over the batch), guide ``sites`` ``{name: [N]}`` and ``layers``
+        (:func:`~models.resnet_vae.model.layer_terms`). NumPy out."""
+        if self._inspect is None:
+            self._inspect = jax.jit(functools.partial(_inspect, self))
+        out = self._inspect(self.svi.get_params(self.state), _float(x),
+                            {k: _float(v) for k, v in fixed.items()})
+        return jax.tree.map(np.asarray, out)
 
     def flow_jacobian(self, i: int, z0, context) -> tuple[np.ndarray, np.ndarray]:
         """Layer ``i``'s IAF on one image, ``z0 [1, Z, s, s]``, context ``[1, hidden, s, s]``:
         ``(z [1, Z, s, s], dz/dz0 [n, n])``, ``n = Z s s``, by autodiff of the whole map."""
         p, z0, ctx = self.params, _float(z0), _float(context)
         fn = lambda v: self.nets.flow(p, i, v.reshape(z0.shape), ctx)[0].reshape(-1)  # noqa: E731
-        return np.asarray(fn(z0.reshape(-1))).reshape(z0.shape), np.asarray(jax.jacfwd(fn)(z0.reshape(-1)))
+        z, jac = jax.jit(lambda v: (fn(v), jax.jacfwd(fn)(v)))(z0.reshape(-1))
+        return np.asarray(z).reshape(z0.shape), np.asarray(jac)
 
-    def layer_inputs(self, x, zs: dict) -> list[tuple[np.ndarray, ...]]:
-        """``[(base loc, base scale, context)]`` per layer given posterior draws ``zs``."""
-        out = layer_inputs(self.nets, self.params, _float(x), {k: _float(v) for k, v in zs.items()})
-        return [tuple(np.asarray(a) for a in t) for t in out]
+
+def _inspect(vae, params, x, fixed):
+    guide = handlers.substitute(handlers.substitute(vae.guide, data=params), data=fixed)
+    gtr = handlers.trace(handlers.seed(guide, 0)).get_trace(x)
+    mtr = handlers.trace(handlers.replay(handlers.substitute(vae.model, data=params), trace=gtr)).get_trace(x)
+    guide_fixed = handlers.substitute(vae.guide, data=fixed)
+    loss = Trace_ELBO().loss(jax.random.PRNGKey(0), params, vae.model, guide_fixed, x)
+    sites = {k: s["fn"].log_prob(s["value"]) for k, s in gtr.items()
+             if s["type"] == "sample" and k != "free_bits"}
+    with backend("numpyro"):
+        layers = layer_terms(vae.nets, params[PARAM], x, fixed)
+    return dict(log_p=_log_prob_sum(mtr), log_q=_log_prob_sum(gtr), loss=loss, sites=sites, layers=layers)
 
 
 def _log_prob_sum(tr):

@@ -6,7 +6,8 @@ everything but the output channel. Data-dependent init (the paper's and its code
 init batch through the network once; each layer first computes ``y = conv(x, v / ||v||)`` and
 then sets ``g = s / std_c(y)``, ``b = -s * mean_c(y) / std_c(y)`` (``s`` the layer's
 ``init_scale``; mean and std per output channel over batch and pixels), so that its output on
-that batch has per-channel mean 0 and standard deviation ``s``. The init runs in NumPy
+that batch has per-channel mean 0 and standard deviation ``s`` (a channel that is constant on
+the batch, such as the top layer's prior before ``h_top`` moves, is only centred). The init runs in NumPy
 (:func:`models.resnet_vae.ops.numpy_ops`), one function for both backends.
 
 >>> L = WN(F, params)                     # applies layers with the current g, b
@@ -56,7 +57,8 @@ class WN:
         else:
             y = y_fn(w, np.zeros(w.shape[1 if kind == "conv_t" else 0], w.dtype))
             axes = (0,) if kind == "dense" else (0, 2, 3)
-            mean, std = y.mean(axes), y.std(axes) + 1e-8
+            mean, std = y.mean(axes), y.std(axes)
+            std = np.where(std > 1e-6, std, 1.0)  # a constant channel (e.g. the top's) keeps g
             self.p[f"{name}_g"] = (init_scale / std).astype(np.float32)
             self.p[f"{name}_b"] = (-init_scale * mean / std).astype(np.float32)
             shape = (1, -1) if kind == "dense" else (1, -1, 1, 1)

@@ -1,0 +1,183 @@
+"""The ResNet VAE in Pyro: the flat parameter dict as one ``nn.ParameterDict`` registered with
+``pyro.module``, ``Trace_ELBO().differentiable_loss`` and ``torch.optim.Adamax``."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyro
+import pyro.distributions as pd
+import pyro.poutine as poutine
+import torch
+from pyro.infer import Trace_ELBO
+from pyro.poutine.util import site_is_subsample
+from torch import nn
+from torch.func import functional_call
+
+from models.api import backend, bind
+from pyro_iaf import MADE
+
+from .config import ResNetVAEConfig
+from .likelihood import pyro_distribution
+from .model import layer_terms, resnet_vae_guide, resnet_vae_model
+from .nets import Net, data_init, init_params, made_names
+from .ops import torch_ops
+
+__all__ = ["PyroNets", "PyroResNetVAE"]
+
+PARAM = "resnet_vae"
+
+
+class _Params(nn.Module):
+    def __init__(self, params: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        dtype = torch.get_default_dtype()
+        self.p = nn.ParameterDict({k: nn.Parameter(torch.tensor(np.asarray(v), dtype=dtype))
+                                   for k, v in params.items()})
+
+
+class PyroNets(Net):
+    """:class:`~models.resnet_vae.nets.Net` over torch ops; ``params()`` is ``pyro.module``.
+
+    The MADE steps are ``pyro_iaf.MADE`` modules (for their masks) called with our weights
+    through ``torch.func.functional_call``; their own weights are not used."""
+
+    def __init__(self, cfg: ResNetVAEConfig, init: dict) -> None:
+        super().__init__(cfg, torch_ops(), self._made)
+        self.module = _Params(init)
+        self.mades = [MADE(cfg.zdim, (cfg.iaf_hidden,) * 2, context_dim=cfg.hidden, reverse=bool(t))
+                      for t in range(min(cfg.flows, 2))]
+        for made in self.mades:
+            if {k for k, _ in made.named_parameters()} != {n for n, _ in made_names(cfg)}:
+                raise RuntimeError("pyro_iaf.MADE's parameter names changed; update nets.made_names")
+        self.logistic = pyro_distribution()
+
+    def _made(self, t, params, z, h):
+        return functional_call(self.mades[t % 2], params, (z, h))
+
+    def params(self):
+        return pyro.module(PARAM, self.module).p
+
+    def likelihood(self, p, out):
+        B = out.shape[0]
+        if self.cfg.likelihood == "bernoulli":
+            return pd.Bernoulli(logits=out.reshape(B, -1))
+        log_scale = p["dec_log_scale"][None, :, None, None].expand(out.shape)
+        return self.logistic(out.reshape(B, -1), log_scale.reshape(B, -1))
+
+
+def _log_prob_sum(tr) -> torch.Tensor:
+    total = 0.0
+    for site in tr.nodes.values():
+        if site["type"] == "sample" and not site_is_subsample(site) and site["name"] != "free_bits":
+            total = total + site["fn"].log_prob(site["value"])
+    return total
+
+
+class PyroResNetVAE:
+    """Model + guide + Adamax; the same interface as the NumPyro twin."""
+
+    backend = "pyro"
+
+    def __init__(self, cfg: ResNetVAEConfig, init_batch=None, params: dict | None = None) -> None:
+        pyro.clear_param_store()
+        torch.manual_seed(cfg.seed)
+        self.cfg = cfg
+        if params is None:
+            params = init_params(cfg, cfg.seed)
+            if init_batch is not None:
+                params = data_init(cfg, params, init_batch, cfg.seed)
+        self.nets = PyroNets(cfg, params)
+        self.model = bind(functools.partial(resnet_vae_model, nets=self.nets), "pyro")
+        self.guide = bind(functools.partial(resnet_vae_guide, nets=self.nets, free_bits=cfg.free_bits),
+                          "pyro")
+        self.eval_guide = bind(functools.partial(resnet_vae_guide, nets=self.nets), "pyro")
+        self.optim = torch.optim.Adamax(self.nets.module.parameters(), lr=cfg.lr)
+        self.elbo = Trace_ELBO()
+
+    def _tensor(self, x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x), dtype=torch.get_default_dtype())
+
+    @property
+    def params(self) -> dict:
+        return dict(self.nets.module.p)
+
+    def warmup(self, xb) -> float:
+        return 0.0
+
+    def step(self, xb) -> float:
+        """One Adamax step on the minibatch ``xb [B, P]``; the loss (sum over the batch)."""
+        loss = self.elbo.differentiable_loss(self.model, self.guide, self._tensor(xb))
+        self.optim.zero_grad()
+        loss.backward()
+        self.optim.step()
+        return loss.item()
+
+    def train_epoch(self, batches: np.ndarray, progress=None) -> float:
+        total = 0.0
+        for xb in batches:
+            total += self.step(xb)
+            if progress is not None:
+                progress.update(1)
+        return total / batches.shape[0] / batches.shape[1]
+
+    def loss(self, x) -> float:
+        with torch.no_grad():
+            return self.elbo.loss(self.model, self.guide, self._tensor(x)) / len(x)
+
+    def state_dict(self) -> dict:
+        return {"params": self.nets.module.state_dict(), "optim": self.optim.state_dict(),
+                "rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.nets.module.load_state_dict(state["params"])
+        self.optim.load_state_dict(state["optim"])
+        torch.set_rng_state(state["rng"])
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.nets.module.p.items()}
+
+    def load_weights(self, flat: dict[str, np.ndarray]) -> None:
+        mine = self.nets.module.p
+        if set(flat) != set(mine):
+            raise ValueError(f"load_weights: names differ: {sorted(set(flat) ^ set(mine))}")
+        with torch.no_grad():
+            for k, v in mine.items():
+                v.copy_(torch.as_tensor(np.asarray(flat[k]), dtype=v.dtype))
+
+    @torch.no_grad()
+    def log_weights(self, x, fixed: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(log p(x, z) [N], log q(z | x) [N])`` for one ``z ~ q`` per row of ``x [N, P]``."""
+        x = self._tensor(x)
+        guide = self.eval_guide
+        if fixed:
+            guide = poutine.condition(guide, data={k: self._tensor(v) for k, v in fixed.items()})
+        gtr = poutine.trace(guide).get_trace(x)
+        for name in fixed or ():  # pinned, not observed
+            gtr.nodes[name]["is_observed"] = False
+        mtr = poutine.trace(poutine.replay(self.model, trace=gtr)).get_trace(x)
+        return _log_prob_sum(mtr).numpy(), _log_prob_sum(gtr).numpy()
+
+    def inspect(self, x, fixed: dict) -> dict:
+        """As ``NumPyroResNetVAE.inspect``: ``log_p``, ``log_q``, ``loss``, ``sites``, ``layers``."""
+        x, fixed = self._tensor(x), {k: self._tensor(v) for k, v in fixed.items()}
+        with torch.no_grad():
+            gtr = poutine.trace(poutine.condition(self.guide, data=fixed)).get_trace(x)
+            for name in fixed:
+                gtr.nodes[name]["is_observed"] = False
+            mtr = poutine.trace(poutine.replay(self.model, trace=gtr)).get_trace(x)
+            loss = self.elbo.loss(self.model, poutine.condition(self.guide, data=fixed), x)
+            sites = {k: s["fn"].log_prob(s["value"]).numpy() for k, s in gtr.nodes.items()
+                     if s["type"] == "sample" and not site_is_subsample(s) and k != "free_bits"}
+            with backend("pyro"):
+                layers = layer_terms(self.nets, self.params, x, fixed)
+        return dict(log_p=_log_prob_sum(mtr).numpy(), log_q=_log_prob_sum(gtr).numpy(), loss=loss,
+                    sites=sites, layers=[{k: v.numpy() for k, v in t.items()} for t in layers])
+
+    def flow_jacobian(self, i: int, z0, context) -> tuple[np.ndarray, np.ndarray]:
+        """Layer ``i``'s IAF on one image: ``(z [1, Z, s, s], dz/dz0 [n, n])``, autodiff."""
+        p, z0, ctx = self.params, self._tensor(z0), self._tensor(context)
+        fn = lambda v: self.nets.flow(p, i, v.reshape(z0.shape), ctx)[0].reshape(-1)  # noqa: E731
+        jac = torch.autograd.functional.jacobian(fn, z0.reshape(-1))
+        return fn(z0.reshape(-1)).detach().numpy().reshape(z0.shape), jac.detach().numpy()

@@ -1,0 +1,228 @@
+"""The ResNet VAE of models.resnet_vae (tiny sizes): shapes, log q, free bits, weight-norm init,
+cross-backend parity, the discretized logistic and colour path, and a short fit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from models.resnet_vae import ResNetVAEConfig, data_init, init_params, make_resnet_vae, sample_images
+from models.resnet_vae.data import load, synthetic_colour
+from models.resnet_vae.likelihood import discretized_logistic_log_prob
+from models.resnet_vae.nets import Net
+from models.resnet_vae.ops import numpy_ops
+
+LAMBDA = 0.5
+CFG = ResNetVAEConfig.preset("tiny", free_bits=LAMBDA)
+B = 16
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+@pytest.fixture(scope="module")
+def weights(digits):
+    """Data-initialised tiny weights with the IAF moved far from the identity (NumPy)."""
+    p = data_init(CFG, init_params(CFG, 0), digits.train[:64], seed=0)
+    rng = np.random.default_rng(1)
+    for k in p:
+        if "_iaf" in k:
+            p[k] = (p[k] + 0.3 * rng.standard_normal(p[k].shape)).astype(np.float32)
+    return p
+
+
+@pytest.fixture(scope="module")
+def vaes(weights):
+    """One model per backend from the same NumPy weights (shared: compiled once)."""
+    return {}
+
+
+def get_vae(vaes, weights, name):
+    if name not in vaes:
+        vaes[name] = make_resnet_vae(name, CFG, params=weights)
+    return vaes[name]
+
+
+@pytest.fixture(scope="module")
+def batch(digits):
+    rng = np.random.default_rng(2)
+    x = digits.test[:B]
+    fixed = {f"z{i}_0": rng.standard_normal((B, CFG.zdim, s, s)).astype(np.float32)
+             for i, s in enumerate(CFG.layer_sides())}
+    return x, fixed
+
+
+def log_normal(x, loc, scale):
+    x, loc, scale = (np.asarray(a, np.float64) for a in (x, loc, scale))
+    return -0.5 * ((x - loc) / scale) ** 2 - np.log(scale) - 0.5 * math.log(2 * math.pi)
+
+
+def test_layer_and_sample_shapes(backend, vaes, weights, batch):
+    vae = get_vae(vaes, weights, backend.name)
+    x, fixed = batch
+    out = vae.inspect(x, fixed)
+    assert CFG.layer_sides() == [4, 2]
+    assert set(out["sites"]) == {"z0_0", "z0", "z1_0", "z1"}
+    for i, s in enumerate(CFG.layer_sides()):
+        for key in ("loc", "scale", "prior_loc", "z0", "z", "log_sigma"):
+            assert out["layers"][i][key].shape == (B, CFG.zdim, s, s), (i, key)
+        assert out["layers"][i]["context"].shape == (B, CFG.hidden, s, s)
+        assert out["sites"][f"z{i}"].shape == (B,)
+    assert out["log_p"].shape == out["log_q"].shape == (B,)
+    assert np.all(np.isfinite(out["log_p"])) and np.all(out["log_p"] < 0)
+
+
+def test_sample_images_jit():
+    import jax
+
+    sample = jax.jit(sample_images, static_argnums=(1, 3))
+    params = init_params(CFG, 0)
+    imgs = np.asarray(sample(params, CFG, jax.random.PRNGKey(0), 5))
+    assert imgs.shape == (5, 1, 8, 8)
+    assert 0 < imgs.min() and imgs.max() < 1  # Bernoulli means
+    assert imgs.std() > 1e-3  # the draws of z differ
+    again = np.asarray(sample(params, CFG, jax.random.PRNGKey(0), 5))
+    np.testing.assert_array_equal(imgs, again)
+
+
+def test_log_q_matches_change_of_variables(backend, vaes, weights, batch):
+    """A layer's log q(z_i | .) = log N(z_i^0; loc, scale) - log|det dz_i/dz_i^0| (autodiff)."""
+    vae = get_vae(vaes, weights, backend.name)
+    x, fixed = batch
+    out = vae.inspect(x, fixed)
+    for i, t in enumerate(out["layers"]):
+        z, jac = vae.flow_jacobian(i, t["z0"][:1], t["context"][:1])
+        np.testing.assert_allclose(z, t["z"][:1], atol=1e-5)
+        sign, logdet = np.linalg.slogdet(jac.astype(np.float64))
+        assert sign > 0
+        assert np.abs(jac - np.diag(np.diag(jac))).max() > 1e-3  # not diagonal: an autoregressive map
+        expected = log_normal(t["z0"][0], t["loc"][0], t["scale"][0]).sum() - logdet
+        got = out["sites"][f"z{i}_0"][0] + out["sites"][f"z{i}"][0]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-3)
+        assert np.abs(t["z"] - t["z0"]).max() > 0.05
+
+
+def test_free_bits_objective(backend, vaes, weights, batch):
+    """Training loss = -ELBO + B * sum_{i,c} relu(lambda - KL_{i,c}), KL by hand per feature map."""
+    vae = get_vae(vaes, weights, backend.name)
+    x, fixed = batch
+    out = vae.inspect(x, fixed)
+    kl = []
+    for t in out["layers"]:
+        log_q = log_normal(t["z0"], t["loc"], t["scale"]) - t["log_sigma"]
+        log_p = log_normal(t["z"], t["prior_loc"], t["prior_scale"])
+        kl.append((log_q - log_p).sum((2, 3)).mean(0))  # [zdim]: minibatch mean per feature map
+    kl = np.concatenate(kl)
+    assert (kl < LAMBDA).any() and (kl > LAMBDA).any(), kl  # the penalty is active for some maps only
+    elbo = (out["log_p"] - out["log_q"]).astype(np.float64).sum()
+    expected = -elbo + B * np.maximum(LAMBDA - kl, 0).sum()
+    np.testing.assert_allclose(out["loss"], expected, rtol=1e-5)
+    assert out["loss"] > -elbo + 1.0
+
+
+def test_cross_backend_parity(vaes, weights, batch):
+    """The same NumPy weights give the same log p, log q and loss in Pyro and NumPyro."""
+    x, fixed = batch
+    a = get_vae(vaes, weights, "numpyro").inspect(x, fixed)
+    b = get_vae(vaes, weights, "pyro").inspect(x, fixed)
+    np.testing.assert_allclose(b["log_p"] - b["log_q"], a["log_p"] - a["log_q"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(b["log_p"], a["log_p"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+    for k in a["sites"]:
+        np.testing.assert_allclose(b["sites"][k], a["sites"][k], rtol=1e-5, atol=1e-4, err_msg=k)
+
+
+def test_weight_norm_data_init(digits):
+    """On the init batch every layer's output has per-channel mean 0 and std init_scale."""
+    x = digits.train[:64]
+    p0 = init_params(CFG, 0)
+    before, after = {}, {}
+    p = data_init(CFG, p0, x, seed=0)
+    _numpy_pass(CFG, p, x, seed=0, record=after)  # the initialised network, plain forward
+    _numpy_pass(CFG, p0, x, seed=0, record=before)  # the network before the init
+    scale = {k: 0.1 if k.endswith(("up1", "down1")) else 1.0 for k in after}
+    constant = "l1_down1"  # the top layer's split sees only h_top (0): a constant, only centred
+    moved = 0
+    for name, y in after.items():
+        axes = (0, 2, 3) if y.ndim == 4 else 0
+        np.testing.assert_allclose(y.mean(axes), 0, atol=1e-4, err_msg=name)
+        if name != constant:
+            np.testing.assert_allclose(y.std(axes), scale[name], rtol=1e-3, err_msg=name)
+        moved += np.abs(before[name].std(axes) - scale[name]).max() > 0.2
+    assert moved >= 3  # the init changed the scales
+
+
+def _numpy_pass(cfg, params, x, seed, record):
+    """The inference path of ``data_init`` without initialising (same draws of z)."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    rng = np.random.default_rng(seed)
+    net = Net(cfg, numpy_ops())
+    L = net.layers(p, record=record)
+    ups = net.up(L, net.image(np.asarray(x, np.float64)))
+    h = net.top(p, len(x))
+    for i in reversed(range(cfg.num_layers)):
+        qm, q_logsd, _ = ups[i]
+        _, _, rm, r_logsd, _, d = net.down(L, i, h)
+        h = net.merge(L, i, h, qm + rm + np.exp(q_logsd + r_logsd) * rng.standard_normal(qm.shape), d)
+    net.decode(L, h)
+
+
+def test_discretized_logistic_sums_to_one(backend):
+    rng = np.random.default_rng(0)
+    mean = np.concatenate([rng.uniform(-1.2, 1.2, 20), [-1.0, 1.0, 0.0]])
+    log_scale = np.concatenate([rng.uniform(-5, 0.5, 20), [-6.0, -6.0, 1.0]])
+    k = np.arange(256)[:, None] / 255.0
+    total = np.exp(discretized_logistic_log_prob(numpy_ops(), k, mean, log_scale)).sum(0)
+    np.testing.assert_allclose(total, 1.0, atol=1e-9)
+    from models.resnet_vae import likelihood
+
+    cls = getattr(likelihood, f"{backend.name}_distribution")()
+    arr = backend.array
+    d = cls(arr(np.broadcast_to(mean, (256, 23))), arr(np.broadcast_to(log_scale, (256, 23))))
+    lp = backend.numpy(d.log_prob(arr(np.broadcast_to(k, (256, 23))))).astype(np.float64)
+    np.testing.assert_allclose(np.exp(lp).sum(0), 1.0, atol=2e-4)
+
+
+@pytest.mark.parametrize("name", ["pyro", pytest.param("numpyro", marks=pytest.mark.slow)])
+def test_colour_path_one_step(name):
+    """The CIFAR-10 code path (discretized logistic, 3 channels, 32x32) on synthetic data.
+    NumPyro: slow (compiling the 32x32 update takes minutes on 2 busy cores)."""
+    data = synthetic_colour(n_train=16, n_test=8)
+    cfg = ResNetVAEConfig(side=32, channels=3, likelihood="logistic", depth=1, stages=2, zdim=2,
+                          hidden=8, flows=1, iaf_hidden=8, free_bits=0.1, batch_size=8)
+    vae = make_resnet_vae(name, cfg, init_batch=data.train[:8])
+    before = vae.export_weights()
+    loss = vae.train_epoch(data.train[None, :8])
+    bits_per_dim = loss / (cfg.pixels * math.log(2))
+    assert 1.0 < bits_per_dim < 12.0, bits_per_dim  # uniform pixels: 8
+    after = vae.export_weights()
+    assert all(np.all(np.isfinite(v)) for v in after.values())
+    assert np.abs(after["x_dec_v"] - before["x_dec_v"]).max() > 1e-4
+
+
+def test_errors_name_the_fix():
+    with pytest.raises(ValueError, match="stages"):
+        ResNetVAEConfig(side=28, stages=3)
+    with pytest.raises(FileNotFoundError, match="--data-path"):
+        load("cifar10")
+    with pytest.raises(ValueError, match="init_batch|data_init"):
+        data_init(CFG, init_params(CFG), np.zeros((4, 10)))
+
+
+@pytest.mark.parametrize("name", ["pyro", pytest.param("numpyro", marks=pytest.mark.slow)])
+def test_short_fit_lowers_the_loss(name, vaes, weights, batch, digits):
+    """40 steps on the digits lower the loss at the same pinned draws (common random numbers).
+    NumPyro: slow (compiling the update takes ~1 min on 2 busy cores); its update also runs in
+    test_colour_path_one_step[numpyro] and the benchmark."""
+    vae = get_vae(vaes, weights, name)
+    x, fixed = batch
+    before = vae.inspect(x, fixed)["loss"] / B
+    rng = np.random.default_rng(0)
+    train = digits.train_epoch(rng)[: 32 * 40].reshape(40, 32, -1)
+    vae.train_epoch(train)
+    after = vae.inspect(x, fixed)["loss"] / B
+    assert after < before - 3.0, (before, after)
