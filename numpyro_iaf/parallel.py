@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "local_mesh", "shard_batch", "replicate", "data_parallel_update"]
+__all__ = ["AXIS", "DataParallelUpdate", "local_mesh", "shard_batch", "replicate", "data_parallel_update"]
 
 #: Name of the mesh axis the batch is split along.
 AXIS = "data"
@@ -73,7 +73,7 @@ def _place(tree, sharding: NamedSharding):
 
 
 def data_parallel_update(svi, *, devices: Sequence[jax.Device] | None = None,
-                         mesh: Mesh | None = None) -> Callable:
+                         mesh: Mesh | None = None) -> DataParallelUpdate:
     """A jitted ``update(state, *args, **kwargs) -> (state, loss)`` of ``svi`` over all devices.
 
     Positional ``args`` are the batch: every array in them is split along its leading axis
@@ -81,19 +81,53 @@ def data_parallel_update(svi, *, devices: Sequence[jax.Device] | None = None,
     ``devices``); ``state`` and ``kwargs`` are replicated. The returned state stays replicated,
     so it feeds the next call without transfers; ``loss`` is the full-batch loss (replicated).
     Works for any model/guide whose batch is the leading axis of its positional array arguments;
-    with one device it is ``jax.jit(svi.update)``. ``update.mesh`` is the mesh used.
+    with one device it is ``jax.jit(svi.update)``. A drop-in for ``jax.jit(svi.update)``, ahead-of-
+    time compilation included: ``update.lower(state, x).compile()(state, x)``.
     """
     if mesh is None:
         mesh = local_mesh(devices)
     elif devices is not None:
         raise ValueError("data_parallel_update: pass devices or mesh, not both")
-    rep = NamedSharding(mesh, PartitionSpec())
-    step = jax.jit(svi.update, out_shardings=(rep, rep))
+    return DataParallelUpdate(svi.update, mesh)
 
-    def update(state, *args, **kwargs):
-        return step(replicate(state, mesh), *shard_batch(args, mesh, "args"), **replicate(kwargs, mesh))
 
-    update.mesh = mesh
-    update.jitted = step
-    update.__doc__ = data_parallel_update.__doc__
-    return update
+class DataParallelUpdate:
+    """``fn(state, *batch, **kwargs)`` jitted over ``mesh``: see :func:`data_parallel_update`."""
+
+    def __init__(self, fn: Callable, mesh: Mesh) -> None:
+        self.mesh = mesh
+        rep = NamedSharding(mesh, PartitionSpec())
+        self.jitted = jax.jit(fn, out_shardings=(rep, rep))
+
+    def place(self, state, args: tuple, kwargs: dict) -> tuple:
+        """``(state, args, kwargs)`` on the mesh: state and kwargs replicated, args sharded."""
+        mesh = self.mesh
+        return replicate(state, mesh), shard_batch(args, mesh, "args"), replicate(kwargs, mesh)
+
+    def __call__(self, state, *args, **kwargs):
+        state, args, kwargs = self.place(state, args, kwargs)
+        return self.jitted(state, *args, **kwargs)
+
+    def lower(self, state, *args, **kwargs) -> _Lowered:
+        state, args, kwargs = self.place(state, args, kwargs)
+        return _Lowered(self, self.jitted.lower(state, *args, **kwargs))
+
+
+class _Lowered:
+    """``.compile()`` gives the executable behind a function that places its inputs first."""
+
+    def __init__(self, update: DataParallelUpdate, lowered) -> None:
+        self.update, self.lowered = update, lowered
+
+    def as_text(self) -> str:
+        return self.lowered.as_text()
+
+    def compile(self) -> Callable:
+        compiled = self.lowered.compile()
+
+        def run(state, *args, **kwargs):
+            state, args, kwargs = self.update.place(state, args, kwargs)
+            return compiled(state, *args, **kwargs)
+
+        run.compiled = compiled
+        return run
