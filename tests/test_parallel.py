@@ -107,3 +107,35 @@ def test_pyro_shard_rows_and_errors():
         shard(torch.tensor(1.0), 0, 2)
     with pytest.raises(ValueError, match="reduction"):
         DataParallelSVI(lambda: None, lambda: None, None, None, reduction="avg")
+
+
+TINY_ARGS = ["--steps", "2", "--repeats", "1", "--batch-size", "8", "--hidden", "16", "--width", "16"]
+
+
+def _module(name: str, *args: str, tmp: Path, **env) -> subprocess.CompletedProcess:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **env}
+    res = subprocess.run([sys.executable, "-m", name, "--out", str(tmp), *TINY_ARGS, *args],
+                         cwd=CHECK.parents[1], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    return res
+
+
+@pytest.mark.slow
+def test_smoke_accelerator_runs_every_case_in_float32(tmp_path):
+    _module("models.smoke_accelerator", tmp=tmp_path)
+    rows = json.loads((tmp_path / "smoke.json").read_text())
+    assert [(r["backend"], r["case"]) for r in rows] == [
+        (b, c) for b in ("numpyro", "pyro") for c in ("iaf_linear_gaussian", "vae_auto", "vae_hand")]
+    assert all(r["finite"] and r["dtype"] == "float32" and r["ms_per_step"] > 0 for r in rows)
+    assert "| numpyro | vae_hand |" in (tmp_path / "smoke.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_parallel_one_and_two_workers_agree(tmp_path):
+    _module("models.bench_parallel", "--no-docs", tmp=tmp_path)
+    rows = {(r["backend"], r["workers"]): r for r in json.loads((tmp_path / "parallel.json").read_text())}
+    assert set(rows) == {(b, n) for b in ("numpyro", "pyro") for n in (1, 2)}
+    # NumPyro: the same steps on 1 or 2 devices end at the same loss (same seed, sharding aside)
+    assert abs(rows["numpyro", 2]["loss"] / rows["numpyro", 1]["loss"] - 1) < 1e-4
+    assert all(np.isfinite(r["loss"]) and r["ms_per_step"] > 0 for r in rows.values())
+    assert "Not a speed-up measurement" in (tmp_path / "parallel.md").read_text()
