@@ -77,6 +77,13 @@ def _compile(fn, *args) -> tuple:
     return compiled, time.perf_counter() - t0
 
 
+def _flops(fn, *args) -> float | None:
+    """XLA's estimate of the floating-point operations of one call of ``fn(*args)``."""
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return None if not cost or "flops" not in cost else float(cost["flops"])
+
+
 def _vae_sampler(cfg, n: int):
     from models.resnet_vae import sample_images
 
@@ -116,7 +123,15 @@ def run(vae_preset: str = "mnist", pixelcnn: str | Path | None = None, channels:
     from models.resnet_vae import ResNetVAEConfig, init_params, param_count
 
     load_start = os.getloadavg()
-    vcfg = ResNetVAEConfig.preset(vae_preset)
+    vae_metrics_d = None
+    if vae_metrics is not None:
+        with open(vae_metrics) as f:
+            vae_metrics_d = json.load(f)
+    if vae_metrics_d and "config" in vae_metrics_d:  # time the network whose nats we report
+        vcfg = ResNetVAEConfig(**vae_metrics_d["config"])
+        vae_preset = f"{vae_preset}, sizes of {Path(vae_metrics).parent.name}"
+    else:
+        vcfg = ResNetVAEConfig.preset(vae_preset)
     if (vcfg.side, vcfg.channels) != (28, 1):
         raise ValueError(f"--vae-preset {vae_preset!r} is {vcfg.channels}x{vcfg.side}x{vcfg.side}; the "
                          "benchmark compares at the MNIST size (28x28, 1 channel): use mnist or paper_mnist")
@@ -135,6 +150,11 @@ def run(vae_preset: str = "mnist", pixelcnn: str | Path | None = None, channels:
             f"ResNet VAE {n_vae:,}; retrain with `python -m models.pixelcnn --match-vae {vae_preset}` "
             "or drop --pixelcnn to use a matched untrained net")
     key = jax.random.key(seed)
+    from models.pixelcnn import logits
+
+    vae_flops = _flops(_vae_sampler(vcfg, 1), vparams, key)
+    step_flops = _flops(lambda p, x: logits(p, pcfg, x), pparams, jnp.zeros((1, pcfg.pixels)))
+    pc_flops = None if step_flops is None else step_flops * pcfg.pixels
     rows = []
     for n in batch_sizes:
         steps, probe = _pixelcnn_steps(pparams, pcfg, n, max_seconds, pixel_steps)
@@ -156,26 +176,44 @@ def run(vae_preset: str = "mnist", pixelcnn: str | Path | None = None, channels:
         log(f"batch {n}: VAE {v_ips:,.1f} images/s, PixelCNN {p_ips:.4g} images/s "
             f"({steps} of {pcfg.pixels} pixel steps timed), {v_ips / p_ips:,.0f}x faster; "
             f"compile {vae_compile:.1f} s / {pc_compile:.1f} s")
-    vae_nats = None
-    if vae_metrics is not None:
-        with open(vae_metrics) as f:
-            m = json.load(f)
+    check = _prefix_check(pparams, pcfg, rows, repeats, key, log)
+    vae_nats = vae_note = None
+    if vae_metrics_d is not None:
+        m = vae_metrics_d
         vae_nats = m.get("test_nats", -m["test_log_likelihood"] if "test_log_likelihood" in m else None)
+        vae_note = {k: m[k] for k in ("test_images", "is_samples", "test_elbo", "test_log_likelihood_se")
+                    if k in m}
     return dict(
-        vae=dict(preset=vae_preset, config=vcfg.to_dict(), params=n_vae, test_nats=vae_nats,
-                 metrics=None if vae_metrics is None else str(vae_metrics)),
-        pixelcnn=dict(config=pcfg.to_dict(), params=n_pc,
+        vae=dict(preset=vae_preset, config=vcfg.to_dict(), params=n_vae, test_nats=vae_nats, flops=vae_flops,
+                 metrics=None if vae_metrics is None else str(vae_metrics), metrics_summary=vae_note),
+        pixelcnn=dict(config=pcfg.to_dict(), params=n_pc, flops=pc_flops,
                       checkpoint=None if pixelcnn is None else str(pixelcnn),
                       test_nats=None if pmetrics is None else pmetrics["test_nats"],
                       test_nats_se=None if pmetrics is None else pmetrics["test_nats_se"],
                       test_images=None if pmetrics is None else pmetrics["test_images"],
                       train_steps=None if pmetrics is None else pmetrics["steps"],
                       marginal_nats=None if pmetrics is None else pmetrics.get("marginal_nats")),
-        rows=rows, repeats=repeats, max_seconds=max_seconds,
+        rows=rows, repeats=repeats, max_seconds=max_seconds, prefix_check=check,
         machine=dict(cpu=_cpu_name(), cores=os.cpu_count(), jax=jax.__version__,
                      device=str(jax.devices()[0].device_kind), platform=jax.default_backend(),
                      load_start=load_start, load_end=os.getloadavg()),
     )
+
+
+def _prefix_check(params, cfg, rows, repeats, key, log) -> dict | None:
+    """At the smallest batch timed in full: the first ``P // 8`` steps scaled by 8 vs all ``P`` steps."""
+    full = [r for r in rows if r["pixel_steps"] == cfg.pixels]
+    if not full:
+        return None
+    r = min(full, key=lambda r: r["batch"])
+    k = cfg.pixels // 8
+    fn, _ = _compile(_pixelcnn_sampler(cfg, r["batch"], k), params, key)
+    jax.block_until_ready(fn(params, key))
+    t = [time_call(fn, params, jax.random.fold_in(key, i), min_seconds=0.0) for i in range(repeats)]
+    scaled, measured = statistics.median(t) * cfg.pixels / k, statistics.median(r["pixelcnn_seconds"])
+    log(f"prefix check at batch {r['batch']}: {k} steps x{cfg.pixels / k:.0f} = {scaled:.2f} s vs "
+        f"{measured:.2f} s for all {cfg.pixels}")
+    return dict(batch=r["batch"], steps=k, scaled_s=scaled, full_s=measured, seconds=t)
 
 
 def _cpu_name() -> str:
@@ -196,10 +234,14 @@ def _nats(d: dict) -> str:
     return f"{d['test_nats']:.2f}{se}"
 
 
+def _gflop(d: dict) -> str:
+    return "n/a" if d.get("flops") is None else f"{d['flops'] / 1e9:.3g}"
+
+
 def render(res: dict, command: str) -> str:
     """The Markdown table and its notes."""
     v, p, m = res["vae"], res["pixelcnn"], res["machine"]
-    pc = p["config"]
+    pc, vc = p["config"], v["config"]
     lines = [
         "# Synthesis speed: ResNet VAE vs naively sampled PixelCNN",
         "",
@@ -207,12 +249,13 @@ def render(res: dict, command: str) -> str:
         f"{m['platform']} ({m['device']}); load average {m['load_start'][0]:.1f} at the start, "
         f"{m['load_end'][0]:.1f} at the end (other jobs shared the cores; both models timed in turns).",
         "",
-        "| model | parameters | test NLL (nats, MNIST) |",
-        "| --- | ---: | --- |",
-        f"| ResNet VAE (`{v['preset']}` preset) | {v['params']:,} | {_nats(v)} |",
+        "| model | parameters | GFLOP per image (XLA estimate) | test NLL (nats, MNIST) |",
+        "| --- | ---: | ---: | --- |",
+        f"| ResNet VAE (`{v['preset']}`: hidden {vc['hidden']}, zdim {vc['zdim']}, {vc['stages']} stages of "
+        f"depth {vc['depth']}, IAF {vc['flows']}) | {v['params']:,} | {_gflop(v)} | {_nats(v)} |",
         f"| PixelCNN ({pc['channels']} channels, {pc['blocks']} residual blocks, {pc['first_kernel']}x"
         f"{pc['first_kernel']} mask-A input) | {p['params']:,} ({p['params'] / v['params'] - 1:+.1%}) | "
-        f"{_nats(p)} |",
+        f"{_gflop(p)} | {_nats(p)} |",
         "",
         "| batch | ResNet VAE images/s | PixelCNN images/s | PixelCNN s/image | VAE vs PixelCNN | "
         "compile s (VAE / PixelCNN) | PixelCNN pixel steps timed |",
@@ -230,6 +273,11 @@ def render(res: dict, command: str) -> str:
         nats_note = (f" The PixelCNN's test NLL is on {p['test_images']:,} dynamically binarized MNIST test "
                      f"images after {p['train_steps']} Adam steps (`python -m models.pixelcnn`; independent "
                      f"pixels with the training means give {p['marginal_nats']:.1f} nats).")
+    if v.get("test_nats") is not None:
+        ms = v.get("metrics_summary") or {}
+        nats_note += (f" The ResNet VAE's test NLL is minus its importance-sampled log p(x) "
+                      f"({ms.get('is_samples', '?')} samples) on {ms.get('test_images', '?')} test images, "
+                      f"from `{v['metrics']}` (`python -m models.resnet_vae`).")
     lines += [
         "",
         f"Images/s is the batch over the median of {res['repeats']} timed calls (after compilation and "
@@ -239,7 +287,13 @@ def render(res: dict, command: str) -> str:
         f"784 steps would take over {res['max_seconds']:.0f} s a call, the first K steps are timed and "
         "scaled by 784/K. Weights: sampling cost does not depend on their values; the VAE is timed with "
         "its initial weights, the PixelCNN with " + ("its trained checkpoint's." if p["checkpoint"] else
-                                                     "its initial weights.") + nats_note,
+                                                     "its initial weights.") + nats_note
+        + " GFLOP per image: XLA's cost analysis of the VAE sampler at batch 1, and of one PixelCNN "
+        "forward pass at batch 1 times 784.",
+        "",
+        *([f"Check of the scaling: at batch {c['batch']}, the first {c['steps']} pixel steps scaled by "
+           f"{784 // c['steps']} give {c['scaled_s']:.2f} s per call vs {c['full_s']:.2f} s for all 784 "
+           "(medians)."] if (c := res.get("prefix_check")) else []),
         "",
         "The paper (Kingma et al. 2016, one Titan X GPU): about 0.05 s per image for its ResNet VAE vs "
         "52 s per image for a naively sampled PixelCNN, ~1000x.",

@@ -130,7 +130,10 @@ def test_synthesis_table_states_the_ratio():
 
     row = dict(batch=64, vae_images_per_s=5000.0, pixelcnn_images_per_s=0.8, ratio=6250.0, vae_compile_s=1.0,
                pixelcnn_compile_s=2.0, pixel_steps=98)
-    res = dict(vae=dict(preset="mnist", params=100_000, test_nats=None),
+    from models.resnet_vae import ResNetVAEConfig
+
+    res = dict(vae=dict(preset="mnist", params=100_000, test_nats=None,
+                        config=ResNetVAEConfig.preset("mnist").to_dict()),
                pixelcnn=dict(config=dict(PRESETS["mnist"].to_dict()), params=110_000, test_nats=90.0,
                              test_nats_se=0.5, test_images=10_000, train_steps=300, marginal_nats=206.0,
                              checkpoint="ckpt"),
