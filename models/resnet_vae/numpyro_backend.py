@@ -1,7 +1,8 @@
 """The ResNet VAE in NumPyro: one flat parameter pytree (``numpyro.param``), jit'd SVI update
 (``optax.adamax``), and the jittable prior sampler :func:`sample_images`.
 
-``vae.update(state, batch) -> (state, loss)`` is ``jax.jit(svi.update)``: a pure function of the
+``vae.update(state, batch) -> (state, loss)`` is ``jax.jit(svi.update)`` over all local devices
+(:func:`numpyro_iaf.parallel.data_parallel_update`: batch split, state replicated): a pure function of the
 SVI state (a pytree: optimiser state with ``{"resnet_vae": {name: array}}``, RNG key) and the
 minibatch ``batch [B, C*S*S]`` (batch leading), with no host round-trips, ready to be sharded.
 """
@@ -23,6 +24,7 @@ from numpyro.infer.svi import SVIState
 
 from models.api import backend, bind
 from numpyro_iaf import MADE
+from numpyro_iaf.parallel import data_parallel_update
 
 from .config import ResNetVAEConfig
 from .likelihood import numpyro_distribution
@@ -120,7 +122,7 @@ class NumPyroResNetVAE:
         x0 = jnp.zeros((1, cfg.pixels))
         jax.eval_shape(self.svi.init, key, x0)  # sets svi.constrain_fn; nothing is compiled
         self.state = SVIState(self.svi.optim.init({PARAM: self.nets.init}), None, key)
-        self.update = jax.jit(self.svi.update)
+        self.update = data_parallel_update(self.svi)  # batch split over all local devices
         self._evaluate = jax.jit(self.svi.evaluate)
         self._logw = jax.jit(functools.partial(_log_weights, self.model, self.eval_guide))
         self._compiled = self._inspect = None
