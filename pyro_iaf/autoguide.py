@@ -97,8 +97,8 @@ class AutoIAFNormal(AutoContinuous):
         self._arg_shapes = _shapes(args, kwargs)
 
     def _trace_model(self, args, kwargs):
-        """One blocked run of the model (its sites, for checks)."""
-        with poutine.block():
+        """One blocked run of the model (its sites, for checks); torch's random stream is left as is."""
+        with torch.random.fork_rng(), poutine.block():
             return poutine.trace(self.model).get_trace(*args, **kwargs)
 
     def _check_static_shapes(self, args, kwargs) -> None:
