@@ -213,6 +213,30 @@ def test_errors_name_the_fix():
         data_init(CFG, init_params(CFG), np.zeros((4, 10)))
 
 
+def test_cifar10_loader_reads_npz_and_batches(tmp_path):
+    """A user's CIFAR-10 copy: a .npz of NHWC uint8 or the official pickled batches folder."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "c.npz", x_train=imgs[:6], x_test=imgs[6:])
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    chw = imgs.transpose(0, 3, 1, 2).reshape(10, -1)
+    for i in range(1, 6):
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump({b"data": chw[:2]}, f)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": chw[6:]}, f)
+    a, b = load("cifar10", data_path=tmp_path / "c.npz"), load("cifar10", data_path=folder)
+    assert a.train.shape == (6, 3072) and b.train.shape == (10, 3072) and a.channels == 3
+    np.testing.assert_array_equal(a.test, b.test)
+    np.testing.assert_allclose(a.test[1].reshape(3, 32, 32)[2, 5, 7], imgs[7, 5, 7, 2] / 255.0)
+    with pytest.raises(ValueError, match="x_train"):
+        np.savez(tmp_path / "bad.npz", images=imgs)
+        load("cifar10", data_path=tmp_path / "bad.npz")
+
+
 @pytest.mark.parametrize("name", ["pyro", pytest.param("numpyro", marks=pytest.mark.slow)])
 def test_short_fit_lowers_the_loss(name, vaes, weights, batch, digits):
     """40 steps on the digits lower the loss at the same pinned draws (common random numbers).

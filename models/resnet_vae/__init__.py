@@ -3,6 +3,7 @@ bidirectional inference (bottom-up pass, then a top-down pass shared by prior an
 an IAF posterior in every layer, free bits, weight normalisation with data-dependent init and
 Adamax; Pyro or NumPyro, one network code for both.
 
+>>> import jax
 >>> from models.resnet_vae import ResNetVAEConfig, init_params, param_count, sample_images
 >>> cfg = ResNetVAEConfig.preset("tiny")
 >>> params = init_params(cfg, seed=0)                      # flat {name: float32 NumPy array}

@@ -3,8 +3,8 @@
 Each op set (``torch_ops()``, ``jax_ops()``, ``numpy_ops()``) has ``dense``, ``conv``, ``conv_t``
 (PyTorch layouts and semantics, see :mod:`models.vae.ops`), ``elu``, ``softplus``, ``reshape``
 and here also ``exp``, ``log``, ``sigmoid``, ``log_sigmoid``, ``where``, ``broadcast_to``,
-``concat(xs, axis)``, ``sumsq(x, axes)`` (keepdims), ``upsample2`` (nearest, x2 on the last two axes), ``to_pixels``
-(``[B, C, H, W] -> [B*H*W, C]``) and ``from_pixels`` (its inverse, given ``B, H, W``).
+``concat(xs, axis)``, ``sumsq(x, axes)`` (keepdims), ``upsample2`` (nearest, x2 on the last two
+axes), ``to_pixels`` (``[B, C, H, W] -> [B*H*W, C]``) and ``from_pixels`` (its inverse, given ``B, H, W``).
 
 The NumPy set runs the data-dependent initialisation (:mod:`models.resnet_vae.weightnorm`), so
 both backends start from the very same weights; it is slow (im2col) and meant for one batch.
