@@ -143,12 +143,13 @@ def table(out: Path) -> str:
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("*/metrics.json"))]
     groups: dict = {}
     for m in runs:
-        groups.setdefault((m["backend"], m["posterior"], m["epochs"], m["test_images"]), []).append(m)
-    lines = ["| backend | posterior | epochs | seeds | test images | test ELBO | log p(x) (IS) | s/epoch |",
-             "|---|---|---|---|---|---|---|---|"]
-    for (backend, posterior, epochs, n), ms in sorted(groups.items()):
+        guide = m.get("guide", m.get("config", {}).get("guide", "hand"))
+        groups.setdefault((m["backend"], m["posterior"], guide, m["epochs"], m["test_images"]), []).append(m)
+    lines = ["| backend | posterior | guide | epochs | seeds | test images | test ELBO | log p(x) (IS) | s/epoch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (backend, posterior, guide, epochs, n), ms in sorted(groups.items()):
         lines.append(
-            f"| {backend} | {posterior} | {epochs} | {len(ms)} | {n} "
+            f"| {backend} | {posterior} | {guide} | {epochs} | {len(ms)} | {n} "
             f"| {_fmt([m['test_elbo'] for m in ms])} | {_fmt([m['test_log_likelihood'] for m in ms])} "
             f"| {_fmt([m['seconds_per_epoch'] for m in ms], 1)} |"
         )
@@ -166,7 +167,7 @@ def table(out: Path) -> str:
                      f"{r['seconds_per_epoch']:.1f} s/epoch (measured {r['when']}).")
     if runs:
         m = runs[0]
-        cfg = {k: v for k, v in m["config"].items() if k not in ("posterior", "seed")}
+        cfg = {k: v for k, v in m["config"].items() if k not in ("posterior", "seed", "guide")}
         lines.append(f"\nData: {m['dataset']} ({m['data_source']}); IS with {m['is_samples']} "
                      f"samples; config {json.dumps(cfg)}.")
     return "\n".join(lines) + "\n"
