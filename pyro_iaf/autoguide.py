@@ -83,6 +83,7 @@ class AutoIAFNormal(AutoContinuous):
         init_loc = self._init_loc().detach()
         shrink = initial_contraction(self.num_flows, self.gated, self.gate_bias)
         self.loc = PyroParam(init_loc)
+        self.register_buffer("_zeros", torch.zeros_like(init_loc), persistent=False)
         self.scale = PyroParam(
             torch.full_like(init_loc, self._init_scale / shrink), constraints.softplus_positive
         )
@@ -126,8 +127,8 @@ class AutoIAFNormal(AutoContinuous):
 
     # -- the posterior --------------------------------------------------------------------------
     def get_base_dist(self) -> dist.Distribution:
-        zeros = self.loc.new_zeros(self.latent_dim)
-        return dist.Normal(zeros, 1.0).to_event(1)
+        # a buffer, not self.loc.new_zeros: each read of a PyroParam is a pyro.param call
+        return dist.Normal(self._zeros, 1.0).to_event(1)
 
     def get_transform(self, *args, **kwargs) -> ComposeTransform:
         """``eps -> loc + scale * IAF(eps)``; the affine caches so ``log_prob`` of samples is free."""
