@@ -10,7 +10,6 @@ minibatch ``batch [B, C*S*S]`` (batch leading), with no host round-trips, ready 
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +22,7 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.svi import SVIState
 
 from models.api import backend, bind
+from models.vae.numpyro_backend import JitSVITraining, _log_prob_sum, _log_weights
 from numpyro_iaf import MADE
 from numpyro_iaf.parallel import data_parallel_update
 
@@ -97,7 +97,7 @@ def sample_images(params: dict, cfg: ResNetVAEConfig, key, n: int):
     return nets.logistic(out, log_scale).sample(key_x)
 
 
-class NumPyroResNetVAE:
+class NumPyroResNetVAE(JitSVITraining):
     """``SVI(model, guide, optax.adamax(lr), Trace_ELBO())`` with a jit'd ``update``.
 
     ``init_batch [B, C*S*S]``: data-dependent init of the weight norm on it (else ``g`` starts at
@@ -131,34 +131,6 @@ class NumPyroResNetVAE:
     def params(self) -> dict:
         """The flat parameter dict ``{name: array}``."""
         return self.svi.get_params(self.state)[PARAM]
-
-    def warmup(self, xb) -> float:
-        """Compile the update for minibatches shaped like ``xb``; seconds."""
-        t0 = time.perf_counter()
-        self._compiled = self.update.lower(self.state, jnp.asarray(xb)).compile()
-        return time.perf_counter() - t0
-
-    def train_epoch(self, batches: np.ndarray, progress=None) -> float:
-        """One pass over ``batches [nb, B, P]``; mean training loss per image."""
-        if self._compiled is None:
-            self.warmup(batches[0])
-        losses = []
-        for xb in batches:
-            self.state, loss = self._compiled(self.state, jnp.asarray(xb))
-            losses.append(loss)
-            if progress is not None:
-                progress.update(1)
-        return float(jnp.stack(losses).sum()) / batches.shape[0] / batches.shape[1]
-
-    def loss(self, x) -> float:
-        """Training loss (free bits included) per image on ``x`` (advances no state)."""
-        return float(self._evaluate(self.state, jnp.asarray(x))) / len(x)
-
-    def state_dict(self) -> dict:
-        return {"svi_state": jax.device_get(self.state)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.state = jax.tree.map(jnp.asarray, state["svi_state"])
 
     def export_weights(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v) for k, v in self.params.items()}
@@ -213,21 +185,3 @@ def _inspect(vae, params, x, fixed):
     with backend("numpyro"):
         layers = layer_terms(vae.nets, params[PARAM], x, fixed)
     return dict(log_p=_log_prob_sum(mtr), log_q=_log_prob_sum(gtr), loss=loss, sites=sites, layers=layers)
-
-
-def _log_prob_sum(tr):
-    total = 0.0
-    for site in tr.values():
-        if site["type"] == "sample" and site["name"] != "free_bits":
-            total = total + site["fn"].log_prob(site["value"])
-    return total
-
-
-def _log_weights(model, guide, params, x, key, fixed):
-    guide = handlers.substitute(guide, data=params)
-    if fixed:
-        guide = handlers.substitute(guide, data=fixed)
-    gtr = handlers.trace(handlers.seed(guide, key)).get_trace(x)
-    model = handlers.substitute(model, data=params)
-    mtr = handlers.trace(handlers.replay(model, trace=gtr)).get_trace(x)
-    return _log_prob_sum(mtr), _log_prob_sum(gtr)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.func import functional_call
 
 from models.api import backend, bind
+from models.vae.pyro_backend import _log_prob_sum
 from pyro_iaf import MADE
 
 from .config import ResNetVAEConfig
@@ -65,14 +66,6 @@ class PyroNets(Net):
             return pd.Bernoulli(logits=out.reshape(B, -1))
         log_scale = p["dec_log_scale"][None, :, None, None].expand(out.shape)
         return self.logistic(out.reshape(B, -1), log_scale.reshape(B, -1))
-
-
-def _log_prob_sum(tr) -> torch.Tensor:
-    total = 0.0
-    for site in tr.nodes.values():
-        if site["type"] == "sample" and not site_is_subsample(site) and site["name"] != "free_bits":
-            total = total + site["fn"].log_prob(site["value"])
-    return total
 
 
 class PyroResNetVAE:

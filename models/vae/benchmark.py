@@ -145,7 +145,8 @@ def table(out: Path) -> str:
     for m in runs:
         guide = m.get("guide", m.get("config", {}).get("guide", "hand"))
         groups.setdefault((m["backend"], m["posterior"], guide, m["epochs"], m["test_images"]), []).append(m)
-    lines = ["| backend | posterior | guide | epochs | seeds | test images | test ELBO | log p(x) (IS) | s/epoch |",
+    lines = ["| backend | posterior | guide | epochs | seeds | test images | test ELBO | log p(x) (IS) "
+             "| s/epoch |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (backend, posterior, guide, epochs, n), ms in sorted(groups.items()):
         lines.append(

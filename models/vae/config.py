@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, fields, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 
 from .nets import ARCHS, Arch
 

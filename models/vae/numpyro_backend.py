@@ -21,7 +21,7 @@ from .config import VAEConfig
 from .model import vae_guide, vae_model
 from .ops import jax_ops
 
-__all__ = ["NumPyroNets", "NumPyroVAE"]
+__all__ = ["NumPyroNets", "NumPyroVAE", "JitSVITraining"]
 
 
 def _float(x):
@@ -85,7 +85,40 @@ def _log_prob_sum(tr):
     return total
 
 
-class NumPyroVAE:
+class JitSVITraining:
+    """Training verbs shared by the NumPyro VAEs: needs ``update`` (a jit'd ``svi.update``),
+    ``_evaluate`` (jit'd ``svi.evaluate``), ``state`` and ``_compiled`` (None until warm-up)."""
+
+    def warmup(self, xb) -> float:
+        """Compile the SVI step for minibatches shaped like ``xb`` (ahead of timing); seconds."""
+        t0 = time.perf_counter()
+        self._compiled = self.update.lower(self.state, jnp.asarray(xb)).compile()
+        return time.perf_counter() - t0
+
+    def train_epoch(self, batches: np.ndarray, progress=None) -> float:
+        """One pass over ``batches [nb, B, P]``; mean training loss per image."""
+        if self._compiled is None:
+            self.warmup(batches[0])
+        losses = []
+        for xb in batches:
+            self.state, loss = self._compiled(self.state, jnp.asarray(xb))
+            losses.append(loss)
+            if progress is not None:
+                progress.update(1)
+        return float(jnp.stack(losses).sum()) / batches.shape[0] / batches.shape[1]
+
+    def loss(self, x) -> float:
+        """Training loss (``-L``, free bits included) per image on ``x`` (advances no state)."""
+        return float(self._evaluate(self.state, jnp.asarray(x))) / len(x)
+
+    def state_dict(self) -> dict:
+        return {"svi_state": jax.device_get(self.state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = jax.tree.map(jnp.asarray, state["svi_state"])
+
+
+class NumPyroVAE(JitSVITraining):
     """``SVI(model, guide, optax.adam(ax), Trace_ELBO())`` with a jit'd ``update``."""
 
     backend = "numpyro"
@@ -120,7 +153,7 @@ class NumPyroVAE:
         else:  # the autoguide sets itself up outside jit
             state = svi.init(jax.random.PRNGKey(cfg.seed), x0)
         built = dict(nets=nets, auto=auto, model=model, guide=guide, eval_guide=eval_guide, svi=svi, _x0=x0,
-                     state=state, _update=jax.jit(svi.update), _evaluate=jax.jit(svi.evaluate))
+                     state=state, update=jax.jit(svi.update), _evaluate=jax.jit(svi.evaluate))
         built["_logw"] = jax.jit(functools.partial(_log_weights, model, eval_guide))
         built["_decode"] = jax.jit(lambda p, z: jax.nn.sigmoid(N.decode(nets.F, self.arch, p, z)))
         built["_eps_jac"] = jax.jit(functools.partial(_eps_to_z_and_jacobian, nets))
@@ -129,36 +162,6 @@ class NumPyroVAE:
     @property
     def params(self) -> dict:
         return self.svi.get_params(self.state)
-
-    def warmup(self, xb) -> float:
-        """Compile the SVI step for minibatches shaped like ``xb`` (ahead of timing); seconds."""
-        t0 = time.perf_counter()
-        self._compiled = self._update.lower(self.state, jnp.asarray(xb)).compile()
-        return time.perf_counter() - t0
-
-    def train_epoch(self, batches: np.ndarray, progress=None) -> float:
-        """One pass over ``batches [nb, B, P]``; mean training loss per image."""
-        if self._compiled is None:
-            self.warmup(batches[0])
-        losses = []
-        for xb in batches:
-            self.state, loss = self._compiled(self.state, jnp.asarray(xb))
-            losses.append(loss)
-            if progress is not None:
-                progress.update(1)
-        return float(jnp.stack(losses).sum()) / batches.shape[0] / batches.shape[1]
-
-    def loss(self, x) -> float:
-        """Training loss (``-L``, free bits included) per image on ``x`` (advances no state)."""
-        return float(self._evaluate(self.state, jnp.asarray(x))) / len(x)
-
-    # ---- state --------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict:
-        return {"svi_state": jax.device_get(self.state)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.state = jax.tree.map(jnp.asarray, state["svi_state"])
 
     def export_weights(self) -> dict[str, np.ndarray]:
         """Flat ``{"encoder.<name>", "decoder.<name>", "iaf.steps.<t>.<name>": array}``."""
