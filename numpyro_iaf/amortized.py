@@ -7,7 +7,8 @@ Local latents (one per element of a data plate) get ``q(z_i | x_i)``::
     log q(z_i | x_i) = log N(eps_i; 0, I) - log|det dIAF/deps| - sum_d log sigma_id
 
 (loc and scale after the flow, like :class:`~numpyro_iaf.AutoIAFNormal`, so the flow works at
-unit scale; the paper puts them first, ``z_0 = mu + sigma * eps``). Global latents get an
+unit scale; ``affine_first=True`` puts them first, as the paper: ``z_0 = mu + sigma * eps``,
+``z = IAF_h(z_0)``). Global latents get an
 :class:`~numpyro_iaf.AutoIAFNormal` on the model with the local sites hidden; the two parts are
 independent, ``q = q(globals) prod_i q(z_i | x_i)``. See :class:`AutoAmortizedIAF`.
 """
@@ -33,6 +34,11 @@ from .autoguide import AutoIAFNormal, initial_contraction
 from .transforms import IAF
 
 __all__ = ["AutoAmortizedIAF", "MLPEncoder"]
+
+
+def _ordered(flow, affine, affine_first: bool) -> list:
+    """The local posterior's transforms, ``eps -> z``: loc/scale after the flow or before it."""
+    return [affine, flow] if affine_first else [flow, affine]
 
 
 class MLPEncoder:
@@ -101,6 +107,8 @@ class AutoAmortizedIAF(AutoGuide):
     ``[B, D]``, sampled inside the same plate with the same subsample indices (so NumPyro scales
     them by ``N / B``). Global latents: :class:`AutoIAFNormal` (``num_flows``, ``hidden_dims``,
     ``skip``, ``gated``, ``gate_bias``, ``init_loc_fn``, ``init_scale`` apply to both parts).
+    ``affine_first=True``: ``z = IAF_h(mu + sigma * eps)`` instead (the paper's order; the flow
+    then sees the encoder's scale).
 
     Encoder contract: an object with ``init(rng_key, x [B, X]) -> params`` (any pytree, stored
     with ``numpyro.param``) and ``apply(params, x) -> (mu [B, D], sigma [B, D] > 0, h [B, C])``,
@@ -138,6 +146,7 @@ class AutoAmortizedIAF(AutoGuide):
         gate_bias: float = 2.0,
         init_loc_fn: Callable | None = None,
         init_scale: float = 0.1,
+        affine_first: bool = False,
         prefix: str = "auto",
     ) -> None:
         if init_scale <= 0:
@@ -151,6 +160,7 @@ class AutoAmortizedIAF(AutoGuide):
         self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
         self.encoder_hidden_dims = tuple(encoder_hidden_dims)
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
+        self.affine_first = affine_first
         self._init_scale = init_scale
         self._full_plate = False
 
@@ -226,7 +236,7 @@ class AutoAmortizedIAF(AutoGuide):
                 pos,
                 self.context_dim,
                 self.encoder_hidden_dims,
-                init_mu=init_mu,
+                init_mu=init_mu / (shrink if self.affine_first else 1.0),
                 init_sigma=self._init_scale / shrink,
                 x_mean=mean,
                 x_std=std,
@@ -354,7 +364,7 @@ class AutoAmortizedIAF(AutoGuide):
                 flow = flow.condition(h.reshape(B, *pad, -1))
             posterior = dist.TransformedDistribution(
                 dist.Normal(jnp.zeros_like(mu), 1.0).to_event(1),
-                [flow, AffineTransform(mu, sigma)],
+                _ordered(flow, AffineTransform(mu, sigma), self.affine_first),
             )
             z = numpyro.sample(f"_{self.prefix}_local_latent", posterior, infer={"is_auxiliary": True})
             for name, pos, n, event, support, event_dim in self._layout:

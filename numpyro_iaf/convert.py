@@ -12,8 +12,12 @@ __all__ = ["export_params", "convert_flow", "flow_from_weights", "export_guide_p
 
 def export_params(flow) -> dict[str, np.ndarray]:
     """Flat ``{"steps.<t>.<name>": array}`` of an IAF of either backend (masks excluded)."""
-    if hasattr(flow, "state_dict"):  # PyTorch module
-        return {k: v.detach().cpu().numpy() for k, v in flow.state_dict().items() if "mask" not in k}
+    if hasattr(flow, "state_dict"):  # PyTorch module: each step's weights by name
+        return {
+            f"steps.{t}.{k}": v.detach().cpu().numpy()
+            for t, made in enumerate(flow.steps)
+            for k, v in made.params.items()
+        }
     return {f"steps.{t}.{k}": np.asarray(v) for t, step in enumerate(flow.params) for k, v in step.items()}
 
 

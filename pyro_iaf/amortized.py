@@ -7,7 +7,8 @@ Local latents (one per element of a data plate) get ``q(z_i | x_i)``::
     log q(z_i | x_i) = log N(eps_i; 0, I) - log|det dIAF/deps| - sum_d log sigma_id
 
 (loc and scale after the flow, like :class:`~pyro_iaf.AutoIAFNormal`, so the flow works at unit
-scale; the paper puts them first, ``z_0 = mu + sigma * eps``). Global latents get an
+scale; ``affine_first=True`` puts them first, as the paper: ``z_0 = mu + sigma * eps``,
+``z = IAF_h(z_0)``). Global latents get an
 :class:`~pyro_iaf.AutoIAFNormal` on ``block(model, hide=local sites)``; the two parts are
 independent, ``q = q(globals) prod_i q(z_i | x_i)``. See :class:`AutoAmortizedIAF`.
 """
@@ -35,6 +36,11 @@ from .autoguide import AutoIAFNormal, initial_contraction
 from .transforms import IAF
 
 __all__ = ["AutoAmortizedIAF", "MLPEncoder"]
+
+
+def _ordered(flow, affine, affine_first: bool) -> list:
+    """The local posterior's transforms, ``eps -> z``: loc/scale after the flow or before it."""
+    return [affine, flow] if affine_first else [flow, affine]
 
 
 class MLPEncoder(nn.Module):
@@ -103,6 +109,8 @@ class AutoAmortizedIAF(AutoGuide):
     ``[B, D]``, sampled inside the same plate with the same subsample indices (so Pyro scales
     them by ``N / B``). Global latents: :class:`AutoIAFNormal` (``num_flows``, ``hidden_dims``,
     ``skip``, ``gated``, ``gate_bias``, ``init_loc_fn``, ``init_scale`` apply to both parts).
+    ``affine_first=True``: ``z = IAF_h(mu + sigma * eps)`` instead (the paper's order; the flow
+    then sees the encoder's scale).
 
     Encoder contract: an ``nn.Module``, ``encoder(x [B, X]) -> (mu [B, D], sigma [B, D] > 0,
     h [B, C])`` with ``C = context_dim`` (``h`` may be None if ``context_dim=0``). The default
@@ -138,6 +146,7 @@ class AutoAmortizedIAF(AutoGuide):
         gate_bias: float = 2.0,
         init_loc_fn: Callable | None = None,
         init_scale: float = 0.1,
+        affine_first: bool = False,
         prefix: str = "auto",
     ) -> None:
         if init_scale <= 0:
@@ -152,6 +161,7 @@ class AutoAmortizedIAF(AutoGuide):
         self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
         self.encoder_hidden_dims = tuple(encoder_hidden_dims)
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
+        self.affine_first = affine_first
         self.init_loc_fn = init_to_median if init_loc_fn is None else init_loc_fn
         self._init_scale = init_scale
         self._full_plate = False
@@ -211,7 +221,7 @@ class AutoAmortizedIAF(AutoGuide):
                 pos,
                 self.context_dim,
                 self.encoder_hidden_dims,
-                init_mu=torch.cat(unconstrained, -1).mean(0),
+                init_mu=torch.cat(unconstrained, -1).mean(0) / (shrink if self.affine_first else 1.0),
                 init_sigma=self._init_scale / shrink,
                 x_mean=x.mean(0),
                 x_std=torch.where(std > 0, std, torch.ones_like(std)),
@@ -339,7 +349,7 @@ class AutoAmortizedIAF(AutoGuide):
             flow = self.flow if self.context_dim == 0 else self.flow.condition(h.reshape(B, *pad, -1))
             posterior = dist.TransformedDistribution(
                 dist.Normal(torch.zeros_like(mu), 1.0).to_event(1),
-                [flow, AffineTransform(mu, sigma, event_dim=1, cache_size=1)],
+                _ordered(flow, AffineTransform(mu, sigma, event_dim=1, cache_size=1), self.affine_first),
             )
             z = pyro.sample(f"_{self._pyro_name}_local_latent", posterior, infer={"is_auxiliary": True})
             for name, pos, n, event, support, event_dim in self._layout:

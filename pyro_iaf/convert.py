@@ -8,13 +8,24 @@ import torch
 
 from .transforms import IAF
 
-__all__ = ["export_params", "convert_flow", "flow_from_weights", "export_guide_params", "import_guide_params"]
+__all__ = [
+    "export_params",
+    "load_params",
+    "convert_flow",
+    "flow_from_weights",
+    "export_guide_params",
+    "import_guide_params",
+]
 
 
 def export_params(flow) -> dict[str, np.ndarray]:
     """Flat ``{"steps.<t>.<name>": array}`` of an IAF of either backend (masks excluded)."""
     if hasattr(flow, "state_dict"):  # PyTorch module
-        return {k: v.detach().cpu().numpy() for k, v in flow.state_dict().items() if "mask" not in k}
+        return {
+            f"steps.{t}.{k}": v.detach().cpu().numpy()
+            for t, made in enumerate(flow.steps)
+            for k, v in made.params.items()
+        }
     return {f"steps.{t}.{k}": np.asarray(v) for t, step in enumerate(flow.params) for k, v in step.items()}
 
 
@@ -26,17 +37,17 @@ def convert_flow(flow) -> IAF:
 def flow_from_weights(config: dict, weights: dict[str, np.ndarray]) -> IAF:
     """``IAF(**config)`` carrying the flat ``weights`` of :func:`export_params`."""
     ours = IAF(**config)
-    state = ours.state_dict()
-    missing = {k for k in state if "mask" not in k} ^ set(weights)
+    load_params(ours, weights)
+    return ours
+
+
+def load_params(flow: IAF, weights: dict[str, np.ndarray]) -> None:
+    """Copy the flat ``{"steps.<t>.<name>": array}`` of :func:`export_params` into ``flow``."""
+    missing = set(export_params(flow)) ^ set(weights)
     if missing:
         raise ValueError(f"convert_flow: parameter names differ between backends: {sorted(missing)}")
-    ours.load_state_dict(
-        {
-            k: torch.tensor(np.array(weights[k]), dtype=v.dtype) if k in weights else v
-            for k, v in state.items()
-        }
-    )
-    return ours
+    for t, made in enumerate(flow.steps):
+        made.load_params({k: np.asarray(weights[f"steps.{t}.{k}"]) for k in made.params})
 
 
 def export_guide_params(guide, params: dict | None = None) -> dict:
@@ -79,5 +90,5 @@ def import_guide_params(guide, state: dict, *args, **kwargs) -> dict:
     with torch.no_grad():
         guide.loc = torch.tensor(loc, dtype=dtype)
         guide.scale = torch.tensor(scale, dtype=dtype)
-        guide.flow.load_state_dict(flow_from_weights(guide.flow.config, state["flow"]).state_dict())
+        load_params(guide.flow, state["flow"])
     return {k: v for k, v in pyro.get_param_store().items() if k.startswith(guide._pyro_name)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,8 +15,8 @@ from .masks import made_masks
 __all__ = ["MADE"]
 
 
-def _normal(shape: tuple[int, ...], std: float, generator: torch.Generator) -> nn.Parameter:
-    return nn.Parameter(torch.randn(shape, generator=generator) * std)
+def _normal(shape: tuple[int, ...], std: float, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(shape, generator=generator) * std
 
 
 class MADE(nn.Module):
@@ -28,6 +29,12 @@ class MADE(nn.Module):
     step is near ``m = 0, s = s_bias``. Weights are stored unmasked, ``weight[out, in]``, at unit
     scale: the masks carry each layer's gain ``1/sqrt(fan_in)`` (an equalized learning rate, which
     keeps Adam's steps small in function space for wide layers and large ``D``).
+
+    All weights live in one flat parameter ``packed`` (Pyro registers, and its optimiser steps,
+    each parameter tensor separately: one tensor per step keeps that overhead small); ``params``
+    gives them by name, ``{"hidden_weights.0": [H, D], ...}``, the names and shapes of
+    ``numpyro_iaf.MADE.params``, and ``forward_with(params, z, h)`` runs the network on any such dict
+    (``numpyro_iaf.MADE.apply``).
 
     Example:
         >>> made = MADE(5, (16,), context_dim=3)
@@ -59,29 +66,51 @@ class MADE(nn.Module):
         # step in function space shrinks with the width ("equalized learning rate")
         widths = (input_dim, *self.hidden_dims)
         self.context_gain = 1 / math.sqrt(max(context_dim, 1))
-        self.hidden_weights = nn.ParameterList()
-        self.hidden_biases = nn.ParameterList()
-        self.context_weights = nn.ParameterList()
+        init: dict[str, torch.Tensor] = {}
         for l, (mask, fan_in, width) in enumerate(zip(hidden_masks, widths, self.hidden_dims)):
             self.register_buffer(f"hidden_mask_{l}", torch.as_tensor(mask) / math.sqrt(fan_in))
-            self.hidden_weights.append(_normal((width, fan_in), 1.0, g))
-            self.hidden_biases.append(nn.Parameter(torch.zeros(width)))
+            init[f"hidden_weights.{l}"] = _normal((width, fan_in), 1.0, g)
+            init[f"hidden_biases.{l}"] = torch.zeros(width)
             if context_dim:
-                self.context_weights.append(_normal((width, context_dim), 1.0, g))
+                init[f"context_weights.{l}"] = _normal((width, context_dim), 1.0, g)
         last = widths[-1]
         self.register_buffer("output_mask", torch.as_tensor(output_mask).repeat(2, 1) / math.sqrt(last))
-        self.output_weight = _normal((2 * input_dim, last), output_scale, g)
-        self.output_bias = nn.Parameter(
-            torch.cat([torch.zeros(input_dim), torch.full((input_dim,), float(s_bias))])
-        )
+        init["output_weight"] = _normal((2 * input_dim, last), output_scale, g)
+        init["output_bias"] = torch.cat([torch.zeros(input_dim), torch.full((input_dim,), float(s_bias))])
         if context_dim and not self.hidden_dims:  # linear IAF: context enters the output directly
-            self.context_weights.append(_normal((2 * input_dim, context_dim), output_scale, g))
+            init["context_weights.0"] = _normal((2 * input_dim, context_dim), output_scale, g)
         if skip:
             self.register_buffer("skip_mask", torch.as_tensor(skip_mask) / math.sqrt(input_dim))
-            self.skip_weight = nn.Parameter(torch.zeros(input_dim, input_dim))
+            init["skip_weight"] = torch.zeros(input_dim, input_dim)
+        self._shapes = {name: tuple(w.shape) for name, w in init.items()}
+        self._sizes = [w.numel() for w in init.values()]
+        self.packed = nn.Parameter(torch.cat([w.reshape(-1) for w in init.values()]))
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        """The weights by name, views into ``packed`` (writing to them writes the parameter)."""
+        chunks = self.packed.split(self._sizes)
+        return {name: c.view(shape) for (name, shape), c in zip(self._shapes.items(), chunks)}
+
+    def load_params(self, params: dict) -> None:
+        """Copy ``{name: array}`` (the keys of :attr:`params`) into ``packed``."""
+        if set(params) != set(self._shapes):
+            raise ValueError(f"MADE.load_params: names differ: {sorted(set(params) ^ set(self._shapes))}")
+        with torch.no_grad():
+            for name, view in self.params.items():
+                value = params[name]
+                if not isinstance(value, torch.Tensor):
+                    value = torch.from_numpy(np.array(value))  # a writable copy
+                view.copy_(value.to(view.dtype).reshape(view.shape))
 
     def forward(self, z: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``z [..., D]``, ``h [..., C]`` or None -> ``(m, s)``, each ``[..., D]``."""
+        return self.forward_with(self.params, z, h)
+
+    def forward_with(
+        self, params: dict, z: torch.Tensor, h: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network with weights ``params`` (names of :attr:`params`): ``(m, s)``, ``[..., D]``."""
         if (h is None) != (self.context_dim == 0):
             raise ValueError(
                 f"MADE was built with context_dim={self.context_dim} but got context "
@@ -89,15 +118,16 @@ class MADE(nn.Module):
                 f"{self.context_dim}] (use flow.condition(h)) or build it with context_dim=0."
             )
         x = z
-        for l, (w, b) in enumerate(zip(self.hidden_weights, self.hidden_biases)):
+        for l in range(len(self.hidden_dims)):
+            w, b = params[f"hidden_weights.{l}"], params[f"hidden_biases.{l}"]
             pre = F.linear(x, w * getattr(self, f"hidden_mask_{l}"), b)
             if h is not None:
-                pre = pre + F.linear(h, self.context_gain * self.context_weights[l])
+                pre = pre + F.linear(h, self.context_gain * params[f"context_weights.{l}"])
             x = F.elu(pre)
-        out = F.linear(x, self.output_weight * self.output_mask, self.output_bias)
+        out = F.linear(x, params["output_weight"] * self.output_mask, params["output_bias"])
         if h is not None and not self.hidden_dims:
-            out = out + F.linear(h, self.context_gain * self.context_weights[0])
+            out = out + F.linear(h, self.context_gain * params["context_weights.0"])
         m, s = out.split(self.input_dim, dim=-1)
         if self.skip:
-            m = m + F.linear(z, self.skip_weight * self.skip_mask)
+            m = m + F.linear(z, params["skip_weight"] * self.skip_mask)
         return m, s

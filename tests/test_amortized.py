@@ -203,16 +203,18 @@ def local_model(x):
         pyro.sample("x3", dist.Normal(s, 1.0), obs=x[..., 2])
 
 
-def test_log_q_matches_change_of_variables(backend):
+@pytest.mark.parametrize("affine_first", [False, True])
+def test_log_q_matches_change_of_variables(backend, affine_first):
     """log q(a_i, s_i | x_i) from the guide's trace == log N(eps) - log|det dF/deps| with
-    F(eps) = constrain(mu + sigma * IAF_h(eps)), the Jacobian by autodiff (float64)."""
+    F(eps) = constrain(mu + sigma * IAF_h(eps)), or constrain(IAF_h(mu + sigma * eps)) with
+    ``affine_first``; the Jacobian by autodiff (float64)."""
     rng = np.random.default_rng(0)
     x_np, eps_np = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
     model = bind(local_model, backend.name)
     kw = dict(context_dim=3, hidden_dims=(8,), encoder_hidden_dims=(16,))
     with backend.float64():
         x, eps = backend.array(x_np), backend.array(eps_np)
-        guide = backend.pkg.AutoAmortizedIAF(model, **kw)
+        guide = backend.pkg.AutoAmortizedIAF(model, affine_first=affine_first, **kw)
         if backend.name == "pyro":
             guide_lp, brute = _log_q_pyro(backend, guide, x, eps)
         else:
@@ -234,6 +236,8 @@ def _log_q_pyro(backend, guide, x, eps):
     flow = guide.flow.condition(h)
 
     def unconstrained(e):
+        if guide.affine_first:
+            return flow._forward_with_logdet(mu + sigma * e)[0]
         return mu + sigma * flow._forward_with_logdet(e)[0]
 
     def constrained(e):
@@ -268,7 +272,7 @@ def _log_q_numpyro(backend, guide, x, eps):
         flow = guide._flow.with_params(params["auto_local_flow"]).condition(h)
 
         def unconstrained(e):
-            return mu + sigma * flow(e)
+            return flow(mu + sigma * e) if guide.affine_first else mu + sigma * flow(e)
 
         def constrained(e):
             u = unconstrained(e)

@@ -13,7 +13,6 @@ import torch
 from pyro.infer import Trace_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch import nn
-from torch.func import functional_call
 
 from models.api import backend, bind
 from models.vae.pyro_backend import _log_prob_sum
@@ -42,7 +41,7 @@ class PyroNets(Net):
     """:class:`~models.resnet_vae.nets.Net` over torch ops; ``params()`` is ``pyro.module``.
 
     The MADE steps are ``pyro_iaf.MADE`` modules (for their masks) called with our weights
-    through ``torch.func.functional_call``; their own weights are not used."""
+    through ``MADE.forward_with``; their own weights are not used."""
 
     def __init__(self, cfg: ResNetVAEConfig, init: dict) -> None:
         super().__init__(cfg, torch_ops(), self._made)
@@ -50,12 +49,12 @@ class PyroNets(Net):
         self.mades = [MADE(cfg.zdim, (cfg.iaf_hidden,) * 2, context_dim=cfg.hidden, reverse=bool(t))
                       for t in range(min(cfg.flows, 2))]
         for made in self.mades:
-            if {k for k, _ in made.named_parameters()} != {n for n, _ in made_names(cfg)}:
+            if set(made.params) != {n for n, _ in made_names(cfg)}:
                 raise RuntimeError("pyro_iaf.MADE's parameter names changed; update nets.made_names")
         self.logistic = pyro_distribution()
 
     def _made(self, t, params, z, h):
-        return functional_call(self.mades[t % 2], params, (z, h))
+        return self.mades[t % 2].forward_with(params, z, h)
 
     def params(self):
         return pyro.module(PARAM, self.module).p

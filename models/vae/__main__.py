@@ -28,6 +28,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--posterior", choices=POSTERIORS, default=d.posterior)
     p.add_argument("--guide", choices=("hand", "auto"), default="hand",
                    help="hand: this package's guide; auto: AutoAmortizedIAF from pyro_iaf/numpyro_iaf")
+    p.add_argument("--auto-affine", choices=("first", "last"), default=d.auto_affine,
+                   help="--guide auto: encoder's mu, sigma before the IAF (the paper's order) or after")
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: mnist if <data-dir>/mnist.npz exists, else digits")
     p.add_argument("--data-dir", default=None, help="folder with mnist.npz / binarized_mnist.npz "
@@ -107,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = VAEConfig(arch=args.arch, posterior=args.posterior, latent_dim=args.latent_dim,
                     context_dim=args.context_dim, hidden=args.hidden, flows=args.flows,
                     width=args.width, free_bits=args.free_bits, optimizer=args.optimizer,
-                    lr=args.lr, batch_size=args.batch_size, seed=args.seed, guide=args.guide)
+                    lr=args.lr, batch_size=args.batch_size, seed=args.seed, guide=args.guide,
+                    auto_affine=args.auto_affine)
     data = load(args.dataset, args.data_dir)
     print(f"data: {data.describe()}", flush=True)
     out = Path(args.out or f"runs/{args.backend}-{args.posterior}-{args.arch}-{data.name}-s{args.seed}")

@@ -23,6 +23,9 @@ class VAEConfig:
     ``free_bits``: lambda in nats per latent (0 = the plain ELBO). ``guide``: ``"hand"`` (this
     package's guide, :mod:`models.vae.model`) or ``"auto"`` (``AutoAmortizedIAF`` of
     ``pyro_iaf`` / ``numpyro_iaf`` with our encoder; IAF posterior, no free bits).
+    ``auto_affine``: where ``--guide auto`` applies the encoder's ``mu, sigma``: ``"first"``
+    (``z = IAF_h(mu + sigma * eps)``, the paper's and the hand guide's order) or ``"last"``
+    (``z = mu + sigma * IAF_h(eps)``, the autoguide's default).
     """
 
     arch: str = "mlp"
@@ -38,6 +41,7 @@ class VAEConfig:
     batch_size: int = 100
     seed: int = 0
     guide: str = "hand"
+    auto_affine: str = "first"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -53,6 +57,8 @@ class VAEConfig:
         if self.guide == "auto" and (self.posterior != "iaf" or self.free_bits):
             raise ValueError("--guide auto builds an IAF posterior without free bits; use "
                              "--posterior iaf --free-bits 0, or --guide hand")
+        if self.auto_affine not in ("first", "last"):
+            raise ValueError(f"auto_affine must be 'first' or 'last'; got {self.auto_affine!r}")
         if self.free_bits < 0:
             raise ValueError(f"free_bits must be >= 0; got {self.free_bits}")
 

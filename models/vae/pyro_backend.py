@@ -15,6 +15,7 @@ from torch import nn
 
 from models.api import bind
 from pyro_iaf import IAF, export_params
+from pyro_iaf.convert import load_params
 
 from . import nets as N
 from .config import VAEConfig
@@ -110,7 +111,8 @@ class PyroVAE:
 
             self.auto = AutoAmortizedIAF(
                 self.model, encoder=_Encoder(self.nets), num_flows=cfg.flows,
-                hidden_dims=(cfg.width, cfg.width), context_dim=self.arch.context_dim)
+                hidden_dims=(cfg.width, cfg.width), context_dim=self.arch.context_dim,
+                affine_first=cfg.auto_affine == "first")
             self.guide = self.eval_guide = self.auto
             with torch.no_grad():
                 self.auto(torch.zeros(cfg.batch_size, self.arch.pixels))  # creates its parameters
@@ -180,11 +182,7 @@ class PyroVAE:
                 for n, p in getattr(self.nets, k).p.items():
                     p.copy_(torch.tensor(np.array(flat[f"{k}.{n}"]), dtype=p.dtype))
             if self.nets.iaf is not None:
-                state = self.nets.iaf.state_dict()
-                for n in state:
-                    if f"iaf.{n}" in flat:
-                        state[n] = torch.tensor(np.array(flat[f"iaf.{n}"]), dtype=state[n].dtype)
-                self.nets.iaf.load_state_dict(state)
+                load_params(self.nets.iaf, {k[4:]: v for k, v in flat.items() if k.startswith("iaf.")})
 
     # ---- evaluation ---------------------------------------------------------------------------
 
