@@ -139,11 +139,19 @@ def _fmt(values: list[float], digits: int = 2) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
+def _guide_label(m: dict) -> str:
+    """``hand``, or ``auto`` with where it applies the encoder's loc/scale (runs made before
+    ``--auto-affine`` existed applied them last)."""
+    cfg = m.get("config", {})
+    guide = m.get("guide", cfg.get("guide", "hand"))
+    return guide if guide == "hand" else f"{guide}, affine {cfg.get('auto_affine', 'last')}"
+
+
 def table(out: Path) -> str:
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("*/metrics.json"))]
     groups: dict = {}
     for m in runs:
-        guide = m.get("guide", m.get("config", {}).get("guide", "hand"))
+        guide = _guide_label(m)
         groups.setdefault((m["backend"], m["posterior"], guide, m["epochs"], m["test_images"]), []).append(m)
     lines = ["| backend | posterior | guide | epochs | seeds | test images | test ELBO | log p(x) (IS) "
              "| s/epoch |",
@@ -168,7 +176,7 @@ def table(out: Path) -> str:
                      f"{r['seconds_per_epoch']:.1f} s/epoch (measured {r['when']}).")
     if runs:
         m = runs[0]
-        cfg = {k: v for k, v in m["config"].items() if k not in ("posterior", "seed", "guide")}
+        cfg = {k: v for k, v in m["config"].items() if k not in ("posterior", "seed", "guide", "auto_affine")}
         lines.append(f"\nData: {m['dataset']} ({m['data_source']}); IS with {m['is_samples']} "
                      f"samples; config {json.dumps(cfg)}.")
     return "\n".join(lines) + "\n"
