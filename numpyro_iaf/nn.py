@@ -20,6 +20,11 @@ __all__ = ["MADE"]
 Params = dict[str, jnp.ndarray]
 
 
+def _linear(x: jnp.ndarray, weight: jnp.ndarray) -> jnp.ndarray:
+    """``x [..., in] @ weight[out, in].T`` without materialising the transpose."""
+    return jax.lax.dot_general(x, weight, (((x.ndim - 1,), (1,)), ((), ())))
+
+
 class MADE:
     """Masked MLP with ELU hidden layers returning the IAF step's ``(m, s)``, each ``[..., D]``.
 
@@ -95,14 +100,14 @@ class MADE:
             )
         x = z
         for l, mask in enumerate(self.hidden_masks):
-            pre = x @ (params[f"hidden_weights.{l}"] * mask).T + params[f"hidden_biases.{l}"]
+            pre = _linear(x, params[f"hidden_weights.{l}"] * mask) + params[f"hidden_biases.{l}"]
             if h is not None:
-                pre = pre + h @ (self.context_gain * params[f"context_weights.{l}"]).T
+                pre = pre + _linear(h, self.context_gain * params[f"context_weights.{l}"])
             x = jax.nn.elu(pre)
-        out = x @ (params["output_weight"] * self.output_mask).T + params["output_bias"]
+        out = _linear(x, params["output_weight"] * self.output_mask) + params["output_bias"]
         if h is not None and not self.hidden_dims:
-            out = out + h @ (self.context_gain * params["context_weights.0"]).T
+            out = out + _linear(h, self.context_gain * params["context_weights.0"])
         m, s = jnp.split(out, 2, axis=-1)
         if self.skip:
-            m = m + z @ (params["skip_weight"] * self.skip_mask).T
+            m = m + _linear(z, params["skip_weight"] * self.skip_mask)
         return m, s
