@@ -111,7 +111,8 @@ class IAF(_IAFMath, TransformModule):
         >>> z = torch.randn(10, 4)
         >>> y = flow(z); flow.log_abs_det_jacobian(z, y).shape
         torch.Size([10])
-        >>> q = pyro.distributions.TransformedDistribution(dist.Normal(0., 1.).expand([4]).to_event(1), [flow])
+        >>> base = dist.Normal(0.0, 1.0).expand([4]).to_event(1)
+        >>> q = pyro.distributions.TransformedDistribution(base, [flow])
     """
 
     domain = constraints.independent(constraints.real, 1)

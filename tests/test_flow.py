@@ -88,7 +88,8 @@ def test_made_autoregressive_by_perturbation(backend, D, C, reverse):
             m1, s1 = backend.made(made, z_j, h)
             changed = (np.abs(m1 - m0) > 1e-12) | (np.abs(s1 - s0) > 1e-12)
             not_after = position <= position[j]
-            assert not changed[not_after].any(), f"input {j} leaked into outputs {np.where(changed & not_after)}"
+            leaked = np.where(changed & not_after)
+            assert not changed[not_after].any(), f"input {j} leaked into outputs {leaked}"
             if D > 1 and position[j] < D - 1:  # and it does reach the outputs after it
                 assert changed[~not_after].any()
 
