@@ -85,7 +85,7 @@ def test_pyro_ddp_step_equals_single_process(runs, case):
         sub = {k: v for k, v in arrays.items() if k.split("/")[1] == case}
         sub = {k.replace(f"/{case}/", "/", 1): v for k, v in sub.items()}
         n, diff, moved = _compare(sub, "single", f"rank{rank}")
-        assert n > 5
+        assert n >= 4  # losses, loc, scale, one packed tensor per flow step (more for the VAE)
         assert diff < RTOL
         assert moved > 1e3 * RTOL
 
