@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -225,8 +226,8 @@ def main(argv: list[str] | None = None) -> None:
                 timing_path.write_text(json.dumps(timing, indent=1))
         return
     cells = json.loads(cache.read_text()) if args.resume and cache.exists() else {}
-    machine = (
-        f"{platform.machine()} {platform.processor() or ''} ({__import__('os').cpu_count()} cores)".strip()
+    machine = " ".join(
+        part for part in (platform.machine(), platform.processor(), f"({os.cpu_count()} cores)") if part
     )
     for backend in args.backends.split(","):
         for budget in args.budgets.split(","):
