@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.timing:
         timing_path = out / "timing.json"
         timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        timing["_rounds"] = args.timing_rounds
         for backend in args.backends.split(","):
             for D in map(int, args.dims.split(",")):
                 guides = [
@@ -219,7 +220,6 @@ def main(argv: list[str] | None = None) -> None:
                     if not (g == "multivariate" and D > 100)
                     and not (g == "iaf_builtin_stable" and backend != "pyro")
                 ]
-                timing["_rounds"] = args.timing_rounds
                 for g, ms in time_guides(backend, D, guides, repeats=args.timing_rounds).items():
                     timing[f"{backend}|{D}|{g}"] = ms
                     print(backend, D, g, f"{ms:.3f} ms/step", flush=True)

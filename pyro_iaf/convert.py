@@ -43,11 +43,12 @@ def flow_from_weights(config: dict, weights: dict[str, np.ndarray]) -> IAF:
 
 def load_params(flow: IAF, weights: dict[str, np.ndarray]) -> None:
     """Copy the flat ``{"steps.<t>.<name>": array}`` of :func:`export_params` into ``flow``."""
-    missing = set(export_params(flow)) ^ set(weights)
+    names = {f"steps.{t}.{k}" for t, made in enumerate(flow.steps) for k in made.params}
+    missing = names ^ set(weights)
     if missing:
         raise ValueError(f"convert_flow: parameter names differ between backends: {sorted(missing)}")
     for t, made in enumerate(flow.steps):
-        made.load_params({k: np.asarray(weights[f"steps.{t}.{k}"]) for k in made.params})
+        made.load_params({k: weights[f"steps.{t}.{k}"] for k in made.params})
 
 
 def export_guide_params(guide, params: dict | None = None) -> dict:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import BACKENDS
-from .config import OPTIMIZERS, POSTERIORS, VAEConfig
+from .config import AUTO_AFFINES, OPTIMIZERS, POSTERIORS, VAEConfig
 from .data import DATASETS, load
 from .nets import ARCHS
 
@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--posterior", choices=POSTERIORS, default=d.posterior)
     p.add_argument("--guide", choices=("hand", "auto"), default="hand",
                    help="hand: this package's guide; auto: AutoAmortizedIAF from pyro_iaf/numpyro_iaf")
-    p.add_argument("--auto-affine", choices=("first", "last"), default=d.auto_affine,
+    p.add_argument("--auto-affine", choices=AUTO_AFFINES, default=d.auto_affine,
                    help="--guide auto: encoder's mu, sigma before the IAF (the paper's order) or after")
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: mnist if <data-dir>/mnist.npz exists, else digits")

@@ -6,11 +6,12 @@ from dataclasses import MISSING, asdict, dataclass, fields
 
 from .nets import ARCHS, Arch
 
-__all__ = ["VAEConfig", "POSTERIORS", "OPTIMIZERS", "GUIDES"]
+__all__ = ["VAEConfig", "POSTERIORS", "OPTIMIZERS", "GUIDES", "AUTO_AFFINES"]
 
 POSTERIORS = ("iaf", "diagonal")
 GUIDES = ("hand", "auto")
 OPTIMIZERS = ("adam", "adamax")
+AUTO_AFFINES = ("first", "last")
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class VAEConfig:
         if self.guide == "auto" and (self.posterior != "iaf" or self.free_bits):
             raise ValueError("--guide auto builds an IAF posterior without free bits; use "
                              "--posterior iaf --free-bits 0, or --guide hand")
-        if self.auto_affine not in ("first", "last"):
-            raise ValueError(f"auto_affine must be 'first' or 'last'; got {self.auto_affine!r}")
+        if self.auto_affine not in AUTO_AFFINES:
+            raise ValueError(f"Unknown auto_affine {self.auto_affine!r}; expected one of {AUTO_AFFINES}")
         if self.free_bits < 0:
             raise ValueError(f"free_bits must be >= 0; got {self.free_bits}")
 
