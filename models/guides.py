@@ -5,14 +5,23 @@
 ``diagonal`` / ``multivariate`` / ``iaf_builtin`` are the framework's own ``AutoDiagonalNormal``,
 ``AutoMultivariateNormal`` and ``AutoIAFNormal`` (their defaults); ``iaf`` is ours
 (``pyro_iaf`` / ``numpyro_iaf.AutoIAFNormal`` with its defaults). ``iaf_builtin_stable`` (Pyro
-only) and ``iaf_builtin_size`` (ours at the built-in's size) are ablations for bench_autoguide.
+only), ``iaf_builtin_size`` (ours at the built-in's size) and ``iaf_builtin_size_noskip`` (the
+same without our skip term: the built-in's very architecture) are ablations for bench_autoguide.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf_builtin_stable", "iaf", "iaf_builtin_size")
+GUIDES = (
+    "diagonal",
+    "multivariate",
+    "iaf_builtin",
+    "iaf_builtin_stable",
+    "iaf",
+    "iaf_builtin_size",
+    "iaf_builtin_size_noskip",
+)
 PYRO_ONLY = ("iaf_builtin_stable",)
 
 
@@ -33,8 +42,9 @@ def pyro_guide(name: str, model: Callable, D: int, init: str | None = None):
 
     if name == "iaf":
         return pyro_iaf.AutoIAFNormal(model, **kw)
-    if name == "iaf_builtin_size":  # Pyro's defaults: 1 flow of [3 D + 1]
-        return pyro_iaf.AutoIAFNormal(model, num_flows=1, hidden_dims=[3 * D + 1], **kw)
+    if name in ("iaf_builtin_size", "iaf_builtin_size_noskip"):  # Pyro's defaults: 1 flow of [3 D + 1]
+        skip = name == "iaf_builtin_size"
+        return pyro_iaf.AutoIAFNormal(model, num_flows=1, hidden_dims=[3 * D + 1], skip=skip, **kw)
     raise ValueError(f"Unknown guide {name!r} for pyro; expected one of {GUIDES}")
 
 
@@ -53,8 +63,9 @@ def numpyro_guide(name: str, model: Callable, D: int, init: str | None = None):
 
     if name == "iaf":
         return numpyro_iaf.AutoIAFNormal(model, **kw)
-    if name == "iaf_builtin_size":  # NumPyro's defaults: 3 flows of [D, D]
-        return numpyro_iaf.AutoIAFNormal(model, num_flows=3, hidden_dims=[D, D], **kw)
+    if name in ("iaf_builtin_size", "iaf_builtin_size_noskip"):  # NumPyro's defaults: 3 flows of [D, D]
+        skip = name == "iaf_builtin_size"
+        return numpyro_iaf.AutoIAFNormal(model, num_flows=3, hidden_dims=[D, D], skip=skip, **kw)
     if name in PYRO_ONLY:
         raise ValueError(f"Guide {name!r} exists only in Pyro")
     raise ValueError(f"Unknown guide {name!r} for numpyro; expected one of {GUIDES}")

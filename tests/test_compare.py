@@ -217,3 +217,24 @@ def test_merge_reports(tmp_path):
     rows = read_rows(js)
     assert [r["backend"] for r in rows] == ["pyro", "numpyro"] and rows[1]["elbo_mean"] == -1.5
     assert "seeds=1" in md.read_text() and "seeds=3" in md.read_text()
+
+
+def test_bench_size_ablation_drops_one_skip_matrix_per_flow(backend):
+    """``iaf_builtin_size_noskip`` is ``iaf_builtin_size`` less one ``D x D`` skip matrix per flow."""
+    import jax
+
+    from models.guides import make_guide
+    from models.linear_gaussian import linear_gaussian_model
+
+    D = 4
+    model = backend.model(linear_gaussian_model)
+    args = (backend.array(linear_gaussian_data(D)), 0.1)
+    counts, flows = {}, {}
+    for name in ("iaf_builtin_size", "iaf_builtin_size_noskip"):
+        guide = make_guide(name, model, D, backend.name)
+        params = backend.fit(model, guide, args, steps=1)
+        counts[name] = sum(math.prod(v.shape) for v in jax.tree_util.tree_leaves(params))
+        flows[name] = guide.num_flows
+    builtin_flows = {"pyro": 1, "numpyro": 3}[backend.name]
+    assert flows["iaf_builtin_size"] == flows["iaf_builtin_size_noskip"] == builtin_flows
+    assert counts["iaf_builtin_size"] - counts["iaf_builtin_size_noskip"] == flows["iaf_builtin_size"] * D * D
