@@ -7,6 +7,7 @@ twin (so converting weights is a copy), and ``jit``/``vmap``/``grad`` see ordina
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -74,27 +75,19 @@ class MADE:
         self.skip_mask = jnp.asarray(skip_mask > 0)
         self.skip_gain = 1 / math.sqrt(input_dim)
         self.context_gain = 1 / math.sqrt(max(context_dim, 1))
-        self.params = jax.jit(self.init_params)(jax.random.PRNGKey(seed))
+        self.params = self.init_params(jax.random.PRNGKey(seed))
 
     def init_params(self, key: jax.Array) -> Params:
         """Fresh parameters: hidden ``N(0, 1/fan_in)``, output ``output_scale`` times that."""
-        D, C = self.input_dim, self.context_dim
-        widths = (D, *self.hidden_dims)
-        keys = iter(jax.random.split(key, 2 * len(widths) + 2))
-        params: Params = {}
-        for l, (fan_in, width) in enumerate(zip(widths, self.hidden_dims)):
-            params[f"hidden_weights.{l}"] = jax.random.normal(next(keys), (width, fan_in))
-            params[f"hidden_biases.{l}"] = jnp.zeros(width)
-            if C:
-                params[f"context_weights.{l}"] = jax.random.normal(next(keys), (width, C))
-        last = widths[-1]
-        params["output_weight"] = jax.random.normal(next(keys), (2 * D, last)) * self.output_scale
-        params["output_bias"] = jnp.concatenate([jnp.zeros(D), jnp.full((D,), float(self.s_bias))])
-        if C and not self.hidden_dims:
-            params["context_weights.0"] = jax.random.normal(next(keys), (2 * D, C)) * self.output_scale
-        if self.skip:
-            params["skip_weight"] = jnp.zeros((D, D))
-        return params
+        return _init_params(
+            key,
+            self.input_dim,
+            self.hidden_dims,
+            self.context_dim,
+            self.skip,
+            float(self.s_bias),
+            float(self.output_scale),
+        )
 
     def __call__(self, z: jnp.ndarray, h: jnp.ndarray | None = None):
         return self.apply(self.params, z, h)
@@ -121,3 +114,32 @@ class MADE:
         if self.skip:
             m = m + _masked_linear(z, params["skip_weight"], self.skip_mask, self.skip_gain)
         return m, s
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+def _init_params(
+    key: jax.Array,
+    D: int,
+    hidden_dims: tuple[int, ...],
+    C: int,
+    skip: bool,
+    s_bias: float,
+    output_scale: float,
+) -> Params:
+    """``MADE.init_params``, compiled once per architecture (not once per MADE or per op)."""
+    widths = (D, *hidden_dims)
+    keys = iter(jax.random.split(key, 2 * len(widths) + 2))
+    params: Params = {}
+    for l, (fan_in, width) in enumerate(zip(widths, hidden_dims)):
+        params[f"hidden_weights.{l}"] = jax.random.normal(next(keys), (width, fan_in))
+        params[f"hidden_biases.{l}"] = jnp.zeros(width)
+        if C:
+            params[f"context_weights.{l}"] = jax.random.normal(next(keys), (width, C))
+    last = widths[-1]
+    params["output_weight"] = jax.random.normal(next(keys), (2 * D, last)) * output_scale
+    params["output_bias"] = jnp.concatenate([jnp.zeros(D), jnp.full((D,), s_bias)])
+    if C and not hidden_dims:
+        params["context_weights.0"] = jax.random.normal(next(keys), (2 * D, C)) * output_scale
+    if skip:
+        params["skip_weight"] = jnp.zeros((D, D))
+    return params
