@@ -10,7 +10,13 @@ import pytest
 
 from models.cells import CellResult, run_cell
 from models.evidence import log_evidence_is, moment_errors, psis_khat
-from models.linear_gaussian import linear_gaussian_data, linear_gaussian_matrix, linear_gaussian_reference
+from models.guides import make_guide
+from models.linear_gaussian import (
+    linear_gaussian_data,
+    linear_gaussian_matrix,
+    linear_gaussian_model,
+    linear_gaussian_reference,
+)
 from models.registry import MODELS, get_model
 from models.report import ROW_KEYS, nan_row, read_rows, summarize, write_report
 
@@ -221,9 +227,6 @@ def test_merge_reports(tmp_path):
 
 def test_bench_size_ablation_drops_one_skip_matrix_per_flow(backend):
     """``iaf_builtin_size_noskip`` is ``iaf_builtin_size`` less one ``D x D`` skip matrix per flow."""
-    from models.guides import make_guide
-    from models.linear_gaussian import linear_gaussian_model
-
     D = 4
     model = backend.model(linear_gaussian_model)
     args = (backend.array(linear_gaussian_data(D)), 0.1)
