@@ -219,14 +219,6 @@ class PyroGuideVerbs(_GuideVerbs):
     def quantiles(self, guide, params, qs, args) -> dict:
         return {k: self.numpy(v) for k, v in guide.quantiles(qs, *args).items()}
 
-    def num_guide_params(self, guide, args) -> int:
-        """Parameter count of ``guide`` after one call (no fitting)."""
-        import pyro
-
-        pyro.clear_param_store()
-        guide(*args)
-        return sum(p.numel() for p in pyro.get_param_store().values())
-
     def predictive(self, model, guide, params, args, num: int, seed: int = 0, sites=None) -> dict:
         import pyro
         from pyro.infer import Predictive
@@ -273,17 +265,6 @@ class NumPyroGuideVerbs(_GuideVerbs):
 
     def quantiles(self, guide, params, qs, args) -> dict:
         return {k: np.asarray(v) for k, v in guide.quantiles(params, qs).items()}
-
-    def num_guide_params(self, guide, args) -> int:
-        """Parameter count of ``guide`` after one seeded call (no fitting)."""
-        from numpyro import handlers
-
-        trace = handlers.trace(handlers.seed(guide, 0)).get_trace(*args)
-        leaves = [
-            leaf for site in trace.values() if site["type"] == "param"
-            for leaf in self.jax.tree_util.tree_leaves(site["value"])
-        ]
-        return sum(int(np.size(leaf)) for leaf in leaves)
 
     def predictive(self, model, guide, params, args, num: int, seed: int = 0, sites=None) -> dict:
         from numpyro.infer import Predictive

@@ -225,16 +225,12 @@ def test_merge_reports(tmp_path):
     assert "seeds=1" in md.read_text() and "seeds=3" in md.read_text()
 
 
-def test_bench_size_ablation_drops_one_skip_matrix_per_flow(backend):
-    """``iaf_builtin_size_noskip`` is ``iaf_builtin_size`` less one ``D x D`` skip matrix per flow."""
+def test_bench_size_ablations_are_the_builtin_architecture(backend):
+    """``iaf_builtin_size[_noskip]``: ours at the built-in's num_flows and widths, with/without skip."""
     D = 4
     model = backend.model(linear_gaussian_model)
-    args = (backend.array(linear_gaussian_data(D)), 0.1)
-    counts, flows = {}, {}
-    for name in ("iaf_builtin_size", "iaf_builtin_size_noskip"):
+    builtin = {"pyro": (1, (3 * D + 1,)), "numpyro": (3, (D, D))}[backend.name]
+    for name, skip in (("iaf_builtin_size", True), ("iaf_builtin_size_noskip", False)):
         guide = make_guide(name, model, D, backend.name)
-        counts[name] = backend.num_guide_params(guide, args)
-        flows[name] = guide.num_flows
-    builtin_flows = {"pyro": 1, "numpyro": 3}[backend.name]
-    assert flows["iaf_builtin_size"] == flows["iaf_builtin_size_noskip"] == builtin_flows
-    assert counts["iaf_builtin_size"] - counts["iaf_builtin_size_noskip"] == flows["iaf_builtin_size"] * D * D
+        assert isinstance(guide, backend.pkg.AutoIAFNormal), name
+        assert (guide.num_flows, guide.hidden_dims, guide.skip) == (*builtin, skip), name
