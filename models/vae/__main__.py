@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import BACKENDS
-from .config import AUTO_AFFINES, OPTIMIZERS, POSTERIORS, VAEConfig
+from .config import AUTO_AFFINES, GUIDES, OPTIMIZERS, POSTERIORS, VAEConfig
 from .data import DATASETS, load
 from .nets import ARCHS
 
@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--backend", choices=BACKENDS, default="numpyro")
     p.add_argument("--posterior", choices=POSTERIORS, default=d.posterior)
-    p.add_argument("--guide", choices=("hand", "auto"), default="hand",
+    p.add_argument("--guide", choices=GUIDES, default=d.guide,
                    help="hand: this package's guide; auto: AutoAmortizedIAF from pyro_iaf/numpyro_iaf")
     p.add_argument("--auto-affine", choices=AUTO_AFFINES, default=d.auto_affine,
                    help="--guide auto: encoder's mu, sigma before the IAF (the paper's order) or after")
