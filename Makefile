@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m models.demo --out results/demo
+	$(PY) -m models.compare.demo --out results/demo
 
 test: venv
 	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS); rc=$$?; \
@@ -26,7 +26,7 @@ test-slow: venv
 	$(PY) -m pytest -q --durations=20 -m slow $(PYTEST_ARGS)
 
 bench: venv
-	$(PY) -m models.bench_autoguide --out results/bench --resume
+	$(PY) -m models.bench.autoguide --out results/bench --resume
 
 lint: venv
 	$(PY) -m ruff check .

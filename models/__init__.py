@@ -1,10 +1,16 @@
-"""Benchmark models written once (pyro-api) for Pyro and NumPyro, with exact or NUTS references.
+"""Models and tools around the two packages, in wings by role.
 
-    from models.registry import get_model
-    spec = get_model("eight_schools", backend="numpyro")   # or "pyro"
-    spec.model(*spec.model_args, **spec.model_kwargs)
-    spec.reference.mean, spec.reference.sd                  # flat unconstrained latents, spec.sites
+- ``models.api``, ``models.spec``: the write-once backend adapter (pyro-api with a ``"numpyro"``
+  alias) and the ``ModelSpec``/``Reference`` records every benchmark model returns.
+- ``models.targets``: the benchmark models (each written once for both backends), their registry
+  and their NUTS references (``python -m models.targets.make_references``).
+- ``models.compare``: the comparison harness (``python -m models.compare``), its metrics, report
+  writer and the demo behind ``make demo`` (``python -m models.compare.demo``).
+- ``models.bench``: one-off benchmark commands (``python -m models.bench.autoguide``,
+  ``.ablate``, ``.amortized``, ``.parallel``, ``.synthesis``, ``.smoke_accelerator``).
+- ``models.vae``, ``models.resnet_vae``, ``models.pixelcnn``: the image models of the IAF paper.
 
-``models.api`` is the backend adapter; ``python -m models.make_references`` remakes the NUTS
-summaries in ``models/references/``. Importing this package imports neither torch nor jax.
+Imports run one way: targets and image models use the adapter; the harness uses targets and the
+packages; nothing imports the harness or the benchmark commands. Importing this package imports
+neither torch nor jax.
 """

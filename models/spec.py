@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-REFERENCE_DIR = Path(__file__).parent / "references"
+REFERENCE_DIR = Path(__file__).parent / "targets" / "references"
 Sites = tuple[tuple[str, tuple[int, ...]], ...]
 
 
@@ -121,14 +121,14 @@ def load_reference(name: str, config: dict[str, Any], digest: str) -> Reference 
     """The stored reference for ``name`` if it was made for this ``config`` and data, else None."""
     path = reference_path(name)
     if not path.exists():
-        warnings.warn(f"No reference file {path}; run `python -m models.make_references`",
+        warnings.warn(f"No reference file {path}; run `python -m models.targets.make_references`",
                       stacklevel=3)
         return None
     raw = json.loads(path.read_text())
     if raw["config"] != json.loads(json.dumps(config)):
         return None  # non-default arguments: no reference
     if raw["data_digest"] != digest:
-        warnings.warn(f"{path} was made for other data; rerun `python -m models.make_references`",
+        warnings.warn(f"{path} was made for other data; rerun `python -m models.targets.make_references`",
                       stacklevel=3)
         return None
     arr = np.asarray
@@ -145,7 +145,7 @@ def load_reference(name: str, config: dict[str, Any], digest: str) -> Reference 
 
 
 def save_reference(name: str, config: dict[str, Any], digest: str, ref: Reference) -> Path:
-    """Write ``ref`` to ``models/references/<name>.json`` (values rounded to 6 significant)."""
+    """Write ``ref`` to ``models/targets/references/<name>.json`` (values rounded to 6 significant)."""
 
     def r(x: np.ndarray) -> Any:
         return np.vectorize(lambda v: float(f"{v:.6g}"), otypes=[float])(x).tolist()

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from models.api import dist, ops, pyro
-from models.linear_gaussian import linear_gaussian_data, linear_gaussian_model, linear_gaussian_reference
+from models.targets.linear_gaussian import (
+    linear_gaussian_data,
+    linear_gaussian_model,
+    linear_gaussian_reference,
+)
 
 
 def _lg_args(backend, D, scale):

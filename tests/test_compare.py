@@ -8,17 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from models.cells import CellResult, run_cell
-from models.evidence import log_evidence_is, moment_errors, psis_khat
-from models.guides import make_guide
-from models.linear_gaussian import (
+from models.compare.cells import CellResult, run_cell
+from models.compare.evidence import log_evidence_is, moment_errors, psis_khat
+from models.compare.guides import make_guide
+from models.compare.report import ROW_KEYS, nan_row, read_rows, summarize, write_report
+from models.targets.linear_gaussian import (
     linear_gaussian_data,
     linear_gaussian_matrix,
     linear_gaussian_model,
     linear_gaussian_reference,
 )
-from models.registry import MODELS, get_model
-from models.report import ROW_KEYS, nan_row, read_rows, summarize, write_report
+from models.targets.registry import MODELS, get_model
 
 # ---- estimators on linear_gaussian: exact log p(y) and posterior ------------------------------
 
@@ -135,7 +135,7 @@ def test_report_writer_rows_and_diverged(tmp_path):
 def test_compare_end_to_end(tmp_path):
     import arviz as az
 
-    from models.compare import main
+    from models.compare.harness import main
 
     rows = main(["--models", "linear_gaussian:D=3,funnel:D=3", "--guides", "diagonal,multivariate,nope",
                  "--backend", "pyro", "--steps", "150", "--lr", "0.05", "--seeds", "1",
@@ -160,7 +160,7 @@ def test_compare_end_to_end(tmp_path):
 
 
 def test_diverging_guide_gives_nan_row(tmp_path):
-    from models.compare import run
+    from models.compare.harness import run
 
     rows = run("funnel:D=3", "diagonal", backend="pyro", steps=30, seeds=1, lr=1e6, out=tmp_path,
                progress=False)
@@ -213,7 +213,7 @@ def test_khat_ignores_zero_weights():
 
 
 def test_merge_reports(tmp_path):
-    from models.report import merge_reports
+    from models.compare.report import merge_reports
 
     a = nan_row("funnel", "iaf", "pyro", diverged_step=3)
     b = dict(nan_row("funnel", "iaf", "numpyro"), elbo_mean=-1.5)

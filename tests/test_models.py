@@ -10,13 +10,13 @@ import scipy.stats
 
 from models import api
 from models.api import as_array, constrain, current_backend, latent_sites, log_joint, ops, to_numpy
-from models.linear_gaussian import (
+from models.spec import load_reference
+from models.targets.linear_gaussian import (
     linear_gaussian_data,
     linear_gaussian_matrix,
     linear_gaussian_reference,
 )
-from models.registry import MODELS, NUTS_MODELS, get_model
-from models.spec import load_reference
+from models.targets.registry import MODELS, NUTS_MODELS, get_model
 
 CASES = [(name, {}) for name in MODELS] + [("linear_gaussian", {"D": 1000})]
 IDS = [name + "".join(f"-{k}{v}" for k, v in kw.items()) for name, kw in CASES]

@@ -122,7 +122,7 @@ def _module(name: str, *args: str, tmp: Path, **env) -> subprocess.CompletedProc
 
 @pytest.mark.slow
 def test_smoke_accelerator_runs_every_case_in_float32(tmp_path):
-    _module("models.smoke_accelerator", tmp=tmp_path)
+    _module("models.bench.smoke_accelerator", tmp=tmp_path)
     rows = json.loads((tmp_path / "smoke.json").read_text())
     assert [(r["backend"], r["case"]) for r in rows] == [
         (b, c) for b in ("numpyro", "pyro") for c in ("iaf_linear_gaussian", "vae_auto", "vae_hand")]
@@ -132,7 +132,7 @@ def test_smoke_accelerator_runs_every_case_in_float32(tmp_path):
 
 @pytest.mark.slow
 def test_bench_parallel_one_and_two_workers_agree(tmp_path):
-    _module("models.bench_parallel", "--no-docs", tmp=tmp_path)
+    _module("models.bench.parallel", "--no-docs", tmp=tmp_path)
     rows = {(r["backend"], r["workers"]): r for r in json.loads((tmp_path / "parallel.json").read_text())}
     assert set(rows) == {(b, n) for b in ("numpyro", "pyro") for n in (1, 2)}
     # NumPyro: the same steps on 1 or 2 devices end at the same loss (same seed, sharding aside)

@@ -126,7 +126,7 @@ def test_bad_input_raises():
 
 def test_synthesis_table_states_the_ratio():
     """The benchmark's Markdown: '<N>x faster' from the two rates, the scaled prefix named."""
-    from models.bench_synthesis import render
+    from models.bench.synthesis import render
 
     row = dict(batch=64, vae_images_per_s=5000.0, pixelcnn_images_per_s=0.8, ratio=6250.0, vae_compile_s=1.0,
                pixelcnn_compile_s=2.0, pixel_steps=98)

@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> dict:
                                                                 ("blocks", args.blocks)) if v})
     target = args.match_params
     if args.match_vae:
-        from models.bench_synthesis import vae_param_count
+        from models.resnet_vae import ResNetVAEConfig
+        from models.resnet_vae import init_params as vae_init_params
+        from models.resnet_vae import param_count as vae_param_count
 
-        target = vae_param_count(args.match_vae)
+        target = vae_param_count(vae_init_params(ResNetVAEConfig.preset(args.match_vae), 0))
     if target:
         cfg = replace(cfg, channels=channels_for_params(target, cfg))
     n = param_count(init_params(cfg))

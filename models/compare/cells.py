@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.guides import make_guide
+from models.compare.guides import make_guide
 
 #: NumPyro steps run in one compiled ``lax.scan`` between host checks.
 CHUNK = 100

@@ -5,7 +5,7 @@
     y_n ~ Bernoulli(logits = alpha + X_n beta)   observed, plate "data"
 
 ``X [N, F]``: the first ``num_features`` columns, standardized (mean 0, sd 1 over all rows).
-Reference: NUTS for the default ``num_features`` (see ``models/make_references.py``).
+Reference: NUTS for the default ``num_features`` (see ``models/targets/make_references.py``).
 """
 
 from __future__ import annotations

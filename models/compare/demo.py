@@ -1,13 +1,13 @@
 """A small guide comparison (about 3 minutes on 2 CPU cores): ``make demo``.
 
-    python -m models.demo --out results/demo
+    python -m models.compare.demo --out results/demo
 
 Models and their data:
   * ``linear_gaussian`` (D = 50): y simulated from the model itself (``default_rng(0)``,
     A = 0.1 * tril(ones)); exact posterior and log evidence.
   * ``banana`` (b = 0.1, sigma = 10): a 2-D target density, no data; exact moments, log Z = 0.
   * ``eight_schools``: the embedded SAT-coaching effects of Rubin (1981), centered
-    parametrization; reference from NUTS (``models/references/eight_schools.json``).
+    parametrization; reference from NUTS (``models/targets/references/eight_schools.json``).
 Guides: NumPyro's AutoDiagonalNormal and AutoIAFNormal, and ours (``numpyro_iaf.AutoIAFNormal``),
 1000 steps of Adam(1e-2), one seed, in NumPyro; plus Pyro on the banana. Everything else as in
 ``python -m models.compare`` (which this calls).
@@ -19,8 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
-from models.compare import run
-from models.report import markdown_table, write_report
+from models.compare.harness import run
+from models.compare.report import markdown_table, write_report
 
 MODELS = "linear_gaussian:D=50,banana,eight_schools"
 GUIDES = "diagonal,iaf_builtin,iaf"

@@ -1,7 +1,7 @@
 """Benchmark: IAF autoguides vs the built-in guides on the linear-Gaussian model (exact log Z).
 
-    python -m models.bench_autoguide --out results/bench --resume
-    python -m models.bench_autoguide --backends numpyro --dims 10,100 --budgets hot --seeds 1
+    python -m models.bench.autoguide --out results/bench --resume
+    python -m models.bench.autoguide --backends numpyro --dims 10,100 --budgets hot --seeds 1
 
 Each cell (backend, budget, D, guide, seed) fits the guide, then scores it by a 1000-particle
 ELBO; the gap is ``log Z - ELBO`` (>= 0). ms/step is the median of 3 timed blocks of steps after
@@ -21,10 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.guides import GUIDES
-from models.guides import numpyro_guide as _numpyro_guide
-from models.guides import pyro_guide as _pyro_guide
-from models.linear_gaussian import linear_gaussian_data, linear_gaussian_model, linear_gaussian_reference
+from models.compare.guides import GUIDES
+from models.compare.guides import numpyro_guide as _numpyro_guide
+from models.compare.guides import pyro_guide as _pyro_guide
+from models.targets.linear_gaussian import (
+    linear_gaussian_data,
+    linear_gaussian_model,
+    linear_gaussian_reference,
+)
 
 BUDGETS = {  # name: (lr, particles, steps)
     "hot": (1e-2, 1, 2000),

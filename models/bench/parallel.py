@@ -1,6 +1,6 @@
 """Step time of data-parallel VAE training: NumPyro on 1 vs 2 devices, Pyro on 1 vs 2 processes.
 
-    python -m models.bench_parallel --out results/parallel        # also writes docs/parallel.md
+    python -m models.bench.parallel --out results/parallel        # also writes docs/parallel.md
 
 NumPyro: :func:`numpyro_iaf.parallel.data_parallel_update` of the MLP VAE's SVI (hand IAF guide,
 8x8 digits), each device count in its own process with
@@ -110,7 +110,7 @@ def pyro_worker(args) -> dict:
 def _run(backend: str, n: int, args) -> dict:
     env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"),
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "models.bench_parallel", "--worker", backend, "--workers", str(n),
+    cmd = [sys.executable, "-m", "models.bench.parallel", "--worker", backend, "--workers", str(n),
            "--steps", str(args.steps), "--repeats", str(args.repeats), "--batch-size",
            str(args.batch_size), "--hidden", str(args.hidden), "--width", str(args.width)]
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -129,7 +129,7 @@ def markdown(rows: list[dict], args, load: tuple[float, float]) -> str:
         f"MLP VAE (hidden {args.hidden}, 2 gated IAF steps of width {args.width}, latent 32), global "
         f"batch {args.batch_size} of 8x8 digits, float32, on this machine's CPU ({ncpu} cores). "
         f"Median over {args.repeats} runs of {args.steps} steps. Command: "
-        f"`nice -n 10 python -m models.bench_parallel --out results/parallel`.",
+        f"`nice -n 10 python -m models.bench.parallel --out results/parallel`.",
         "",
         "| backend | parallelism | workers | rows per worker | compile / first step (s) "
         "| ms/step | vs 1 worker | loss/image |",
@@ -157,7 +157,7 @@ def markdown(rows: list[dict], args, load: tuple[float, float]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.bench_parallel",
+    p = argparse.ArgumentParser(prog="python -m models.bench.parallel",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/parallel")
     p.add_argument("--steps", type=int, default=20)

@@ -1,6 +1,6 @@
 """Synthesis speed: the ResNet VAE's one top-down pass vs a naively sampled PixelCNN, one run.
 
-    python -m models.bench_synthesis --out results/synthesis --pixelcnn results/pixelcnn
+    python -m models.bench.synthesis --out results/synthesis --pixelcnn results/pixelcnn
 
 Both models at the MNIST size (28x28, one channel), parameter counts asserted within
 ``--tolerance`` (the PixelCNN's width is matched to the VAE's count unless a checkpoint fixes
@@ -303,7 +303,7 @@ def render(res: dict, command: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m models.bench_synthesis", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="python -m models.bench.synthesis", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="results/synthesis")
     p.add_argument("--vae-preset", default="mnist", help="models.resnet_vae preset (28x28x1)")
@@ -326,7 +326,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
-    command = "python -m models.bench_synthesis " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m models.bench.synthesis " + shlex.join(sys.argv[1:] if argv is None else argv)
     res = run(args.vae_preset, args.pixelcnn, args.pixelcnn_channels, args.pixelcnn_blocks,
               tuple(args.batch_sizes), args.repeats, args.tolerance, args.max_seconds, args.pixel_steps,
               args.vae_metrics, args.seed, log=lambda s: print(s, flush=True))

@@ -1,11 +1,11 @@
-"""Make the NUTS reference posteriors: ``python -m models.make_references [name ...]``.
+"""Make the NUTS reference posteriors: ``python -m models.targets.make_references [name ...]``.
 
 For each model in ``registry.NUTS_MODELS`` (default arguments): NumPyro NUTS in float64 on the
 written-once model (hierarchical sites sampled non-centered via ``LocScaleReparam(0)``, which
 leaves the posterior unchanged), draws mapped to the flat unconstrained latent vector of the
 centered model (``spec.sites`` order, ``biject_to(support).inv`` per site), summarized as mean,
 sd, quantiles and covariance, with settings, seed and diagnostics (split R-hat, ESS,
-divergences) in ``info``; written to ``models/references/<name>.json``.
+divergences) in ``info``; written to ``models/targets/references/<name>.json``.
 Funnel, banana and linear_gaussian have exact references and need no file.
 """
 
@@ -17,9 +17,9 @@ import warnings
 
 import numpy as np
 
-from models.funnel import QUANTILES
-from models.registry import NUTS_MODELS, get_model
 from models.spec import Reference, save_reference
+from models.targets.funnel import QUANTILES
+from models.targets.registry import NUTS_MODELS, get_model
 
 #: sites sampled non-centered (``LocScaleReparam(0)``) per model
 REPARAM = {"eight_schools": ("theta",), "hierarchical_regression": ("intercepts",)}

@@ -10,7 +10,7 @@
 The recursion is written as ``h = mu + (causal * phi^lags) @ innovations`` (``lags[t, s] =
 max(t - s, 0)``, ``causal = tril(ones)``) so the body uses only shared torch/jax.numpy ops.
 Data: ``default_rng(seed)`` from the true parameters in ``TRUE``.
-Reference: NUTS for the default arguments (see ``models/make_references.py``).
+Reference: NUTS for the default arguments (see ``models/targets/make_references.py``).
 """
 
 from __future__ import annotations

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.api import backend as use_backend
-from models.banana import banana
-from models.eight_schools import eight_schools
-from models.funnel import funnel
-from models.hierarchical_regression import hierarchical_regression
-from models.linear_gaussian import linear_gaussian
-from models.logistic_regression import logistic_regression
 from models.spec import ModelSpec
-from models.stochastic_volatility import stochastic_volatility
+from models.targets.banana import banana
+from models.targets.eight_schools import eight_schools
+from models.targets.funnel import funnel
+from models.targets.hierarchical_regression import hierarchical_regression
+from models.targets.linear_gaussian import linear_gaussian
+from models.targets.logistic_regression import logistic_regression
+from models.targets.stochastic_volatility import stochastic_volatility
 
 MODELS: dict[str, Callable[..., ModelSpec]] = {
     "linear_gaussian": linear_gaussian,
@@ -30,7 +30,7 @@ MODELS: dict[str, Callable[..., ModelSpec]] = {
     "stochastic_volatility": stochastic_volatility,
 }
 
-#: models whose reference comes from ``models/references/<name>.json`` (NUTS)
+#: models whose reference comes from ``models/targets/references/<name>.json`` (NUTS)
 NUTS_MODELS = ("eight_schools", "logistic_regression", "hierarchical_regression",
                "stochastic_volatility")
 

@@ -1,6 +1,6 @@
 """Step time of ``AutoAmortizedIAF`` against a hand-written amortized guide with the same parts.
 
-    python -m models.bench_amortized [--backend pyro|numpyro|both] [--steps 300] [--repeats 5]
+    python -m models.bench.amortized [--backend pyro|numpyro|both] [--steps 300] [--repeats 5]
 
 Model: ``mu ~ N(0, 10)``, ``theta_i ~ N(mu, 1)``, ``y_i ~ N(theta_i, 1)``, N = 2000, subsample 100.
 The hand-written guide uses the same global :class:`AutoIAFNormal`, the same encoder

@@ -14,8 +14,8 @@ from functools import lru_cache
 import numpy as np
 
 from models.api import dist, pyro
-from models.funnel import NUM_EXACT_SAMPLES, QUANTILES
 from models.spec import ModelSpec, Reference, build_spec
+from models.targets.funnel import NUM_EXACT_SAMPLES, QUANTILES
 
 
 def banana_model(b: float = 0.1, sigma: float = 10.0) -> None:

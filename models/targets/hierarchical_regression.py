@@ -9,7 +9,7 @@
 
 Data (``default_rng(seed)``): group sizes from a Dirichlet (some groups have 1-3 rows, so
 partial pooling matters), ``x_n`` in {0, 1} ("floor"), true parameters in ``TRUE``.
-Reference: NUTS for the default arguments (see ``models/make_references.py``).
+Reference: NUTS for the default arguments (see ``models/targets/make_references.py``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
     theta_j ~ N(mu, tau), j < 8        latent "theta", shape [8] (plate "schools")
     y_j ~ N(theta_j, sigma_j)          observed
 
-Reference: NUTS (see ``models/make_references.py``; sampled non-centered, summarized in the
+Reference: NUTS (see ``models/targets/make_references.py``; sampled non-centered, summarized in the
 centered coordinates ``(mu, log tau, theta)``).
 """
 

@@ -1,6 +1,6 @@
 """Accelerator smoke test: float32 SVI steps of our guides on the default device, timed.
 
-    python -m models.smoke_accelerator --out results/smoke          # GPU if there is one, else CPU
+    python -m models.bench.smoke_accelerator --out results/smoke          # GPU if there is one, else CPU
 
 NumPyro (JAX's default device): ``AutoIAFNormal`` on the linear-Gaussian model, the MLP VAE
 with ``AutoAmortizedIAF`` and with the hand-written IAF guide (8x8 digits). ``--steps`` SVI
@@ -54,7 +54,7 @@ def numpyro_cases(args) -> list[dict]:
     from numpyro.infer import SVI, Trace_ELBO
 
     from models.api import backend
-    from models.linear_gaussian import linear_gaussian
+    from models.targets.linear_gaussian import linear_gaussian
     from models.vae import make_vae
     from numpyro_iaf import AutoIAFNormal
 
@@ -106,7 +106,7 @@ def pyro_cases(args) -> list[dict]:
     from pyro.infer import Trace_ELBO
 
     from models.api import backend
-    from models.linear_gaussian import linear_gaussian
+    from models.targets.linear_gaussian import linear_gaussian
     from models.vae import make_vae
     from pyro_iaf import AutoIAFNormal
 
@@ -183,7 +183,7 @@ def markdown(rows: list[dict], args) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.smoke_accelerator",
+    p = argparse.ArgumentParser(prog="python -m models.bench.smoke_accelerator",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/smoke")
     p.add_argument("--backends", nargs="+", choices=("numpyro", "pyro"), default=["numpyro", "pyro"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.evidence import log_evidence_is, moment_errors, psis_khat
+from models.compare.evidence import log_evidence_is, moment_errors, psis_khat
 
 ROW_KEYS = ("model", "guide", "backend", "elbo_mean", "elbo_sd", "logZ_is", "logZ_se", "khat",
             "mean_z_err", "sd_z_err", "ms_per_step", "total_s", "diverged_step")

@@ -1,6 +1,6 @@
 """Ablation of AutoIAFNormal's recipe on the linear-Gaussian model (NumPyro, D=100, Adam 1e-2, 2000 steps).
 
-python -m models.ablate_autoguide
+python -m models.bench.ablate
 """
 
 import jax
@@ -9,7 +9,11 @@ from numpyro.infer import Trace_ELBO
 
 import numpyro_iaf
 from models.api import bind
-from models.linear_gaussian import linear_gaussian_data, linear_gaussian_model, linear_gaussian_reference
+from models.targets.linear_gaussian import (
+    linear_gaussian_data,
+    linear_gaussian_model,
+    linear_gaussian_reference,
+)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ Every flag is optional (defaults: all registered models, guides diagonal, multiv
 iaf_builtin, iaf, both backends, 2000 steps of Adam(1e-2) with 1 particle, 3 seeds, 1000
 evaluation draws, every guide started at init_to_median). A model takes keyword arguments after a
 colon: ``linear_gaussian:D=100``. Writes ``<out>/report.md``, ``<out>/report.json`` (one row per
-model x guide x backend, see :mod:`models.report`), ``<out>/elbo_<model>_<backend>.png``,
+model x guide x backend, see :mod:`models.compare.report`), ``<out>/elbo_<model>_<backend>.png``,
 ``<out>/marginals_<model>_<backend>.png``, per-cell traces in ``<out>/cells/`` (``--resume``
 skips cells already there) and, with ``--export-samples``, ArviZ InferenceData files
 ``<out>/samples/<model>_<guide>_<backend>.nc`` (constrained draws, one chain per seed).
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from models.cells import CellResult, run_cell
-from models.report import (
+from models.compare.cells import CellResult, run_cell
+from models.compare.report import (
     merge_reports,
     nan_row,
     plot_elbo,
@@ -47,7 +47,7 @@ MAX_PLOT_DRAWS = 1000
 def parse_models(text: str) -> list[tuple[str, str, dict]]:
     """``"linear_gaussian:D=100,funnel"`` -> ``[(label, name, kwargs)]`` (label
     ``linear_gaussian_D100`` for file names and rows; values parsed as int, float or str)."""
-    from models.registry import MODELS
+    from models.targets.registry import MODELS
 
     out = []
     for item in filter(None, (s.strip() for s in text.split(","))):
@@ -76,8 +76,8 @@ def _number(text: str):
 
 def reference_draws(spec, num: int = MAX_PLOT_DRAWS) -> np.ndarray | None:
     """Exact draws of the flat latent where the model has an exact sampler, else None."""
-    from models.banana import banana_sample
-    from models.funnel import funnel_sample
+    from models.targets.banana import banana_sample
+    from models.targets.funnel import funnel_sample
 
     if spec.name == "funnel":
         return funnel_sample(spec.config["D"], num, seed=1)
@@ -141,7 +141,7 @@ def run(models: str, guides: str = ",".join(DEFAULT_GUIDES), backend: str = "bot
         eval_samples: int = 1000, init: str | None = "median", out: str | Path = "results",
         export_samples: bool = False, resume: bool = False, progress: bool = True) -> list[dict]:
     """Run every model x backend x guide cell (``seeds`` fits each); write and return the rows."""
-    from models.registry import get_model
+    from models.targets.registry import get_model
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +239,7 @@ def _machine() -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    from models.registry import MODELS
+    from models.targets.registry import MODELS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated, name[:key=value]")
