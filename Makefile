@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# pytest-xdist workers: one per core of the 2-core CI machine (TEST_WORKERS=0 runs in-process)
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test test-slow bench lint clean
 
@@ -19,11 +21,11 @@ demo: venv
 	$(PY) -m models.compare.demo --out results/demo
 
 test: venv
-	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-slow: venv
-	$(PY) -m pytest -q --durations=20 -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20 -m slow $(PYTEST_ARGS)
 
 bench: venv
 	$(PY) -m models.bench.autoguide --out results/bench --resume

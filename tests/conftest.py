@@ -12,6 +12,13 @@ import sys
 
 import pytest
 
+# Tests run many tiny programs once each (NumPyro traces op by op while setting a guide up), so
+# XLA's compile time dominates their run time: the cheapest LLVM pipeline cuts the suite's CPU
+# time by about a quarter (measured on the shapes and D=100 fit tests) and changes no result.
+# Set before jax is imported; a user's own XLA_FLAGS come after these and win.
+_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+os.environ["XLA_FLAGS"] = f"{_FAST_COMPILE} {os.environ.get('XLA_FLAGS', '')}".strip()
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 from backends import BACKENDS  # noqa: E402
