@@ -111,6 +111,36 @@ def test_checkpoint_resume_takes_the_same_steps(backend, digits, tmp_path):
     assert not np.array_equal(w1["encoder.l0_w"], fresh["encoder.l0_w"])  # training moved it
 
 
+class _RunsCode:
+    """Unpickling this would create the file ``path`` (a stand-in for any code in a pickle)."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoint_is_data_and_old_pickles_are_refused(digits, tmp_path):
+    import json
+    import pickle
+
+    cfg = VAEConfig(posterior="iaf", **SMALL)
+    fit("numpyro", cfg, digits, 1, tmp_path / "new", progress=False)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["checkpoint.json", "checkpoint.npz"]
+    meta = json.loads((tmp_path / "new" / "checkpoint.json").read_text())
+    assert meta["state"]["epoch"] == 1 and meta["state"]["backend"] == "numpyro"
+    with np.load(tmp_path / "new" / "checkpoint.npz", allow_pickle=False) as f:
+        assert any("encoder" in k and "l0_w" in k for k in f.files)
+    old = tmp_path / "old"
+    old.mkdir()
+    ran = tmp_path / "code-ran"
+    (old / "checkpoint.pkl").write_bytes(pickle.dumps(_RunsCode(ran)))
+    with pytest.raises(ValueError, match="older version.*another --out"):
+        fit("numpyro", cfg, digits, 2, old, resume=True, progress=False)
+    assert not ran.exists()
+
+
 @pytest.mark.parametrize(
     "arch,posterior,side",
     [("mlp", "iaf", 8), ("resnet", "iaf", 28), ("resnet", "diagonal", 8)],

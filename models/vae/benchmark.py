@@ -38,7 +38,7 @@ def run_one(out: Path, backend: str, posterior: str, seed: int, args) -> None:
         cmd += ["--data-dir", args.data_dir]
     if args.eval_limit:
         cmd += ["--eval-limit", str(args.eval_limit)]
-    if (run / "checkpoint.pkl").exists():
+    if (run / "checkpoint.json").exists() or (run / "checkpoint.pkl").exists():  # .pkl: a clear error
         cmd.append("--resume")
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)

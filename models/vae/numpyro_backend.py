@@ -112,10 +112,26 @@ class JitSVITraining:
         return float(self._evaluate(self.state, jnp.asarray(x))) / len(x)
 
     def state_dict(self) -> dict:
-        return {"svi_state": jax.device_get(self.state)}
+        """``{"svi_state": {path: array}}``: every leaf of the SVI state (parameters, optimiser
+        state, RNG key) by its pytree path, as NumPy arrays."""
+        leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(self.state))[0]
+        return {"svi_state": {jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = jax.tree.map(jnp.asarray, state["svi_state"])
+        """Inverse of :meth:`state_dict`; the paths and shapes must be this VAE's."""
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(self.state)
+        saved = state["svi_state"]
+        names = [jax.tree_util.keystr(path) for path, _ in leaves]
+        if set(names) != set(saved):
+            raise ValueError(f"load_state_dict: state entries differ: {sorted(set(names) ^ set(saved))}")
+        values = []
+        for name, (_, mine) in zip(names, leaves):
+            value = np.asarray(saved[name])
+            if value.shape != mine.shape or value.dtype != mine.dtype:
+                raise ValueError(f"load_state_dict: {name} is {value.dtype}{list(value.shape)}; "
+                                 f"this VAE has {mine.dtype}{list(mine.shape)}")
+            values.append(jnp.asarray(value))
+        self.state = jax.tree_util.tree_unflatten(treedef, values)
 
 
 class NumPyroVAE(JitSVITraining):
