@@ -126,18 +126,19 @@ def test_checkpoint_is_data_and_old_pickles_are_refused(digits, tmp_path):
     import pickle
 
     cfg = VAEConfig(posterior="iaf", **SMALL)
-    fit("numpyro", cfg, digits, 1, tmp_path / "new", progress=False)
+    fit("pyro", cfg, digits, 1, tmp_path / "new", progress=False)
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["checkpoint.json", "checkpoint.npz"]
     meta = json.loads((tmp_path / "new" / "checkpoint.json").read_text())
-    assert meta["state"]["epoch"] == 1 and meta["state"]["backend"] == "numpyro"
+    assert meta["state"]["epoch"] == 1 and meta["state"]["backend"] == "pyro"
     with np.load(tmp_path / "new" / "checkpoint.npz", allow_pickle=False) as f:
         assert any("encoder" in k and "l0_w" in k for k in f.files)
+        assert any("optim" in k and "exp_avg" in k for k in f.files)
     old = tmp_path / "old"
     old.mkdir()
     ran = tmp_path / "code-ran"
     (old / "checkpoint.pkl").write_bytes(pickle.dumps(_RunsCode(ran)))
     with pytest.raises(ValueError, match="older version.*another --out"):
-        fit("numpyro", cfg, digits, 2, old, resume=True, progress=False)
+        fit("pyro", cfg, digits, 2, old, resume=True, progress=False)
     assert not ran.exists()
 
 
