@@ -211,3 +211,21 @@ def test_auto_guide_trains_and_scores(backend, digits):
     after = evaluate(vae, x, 16)
     assert after["test_elbo"] > before["test_elbo"] + 2.0, (before, after)
     assert after["test_log_likelihood"] > after["test_elbo"] + 0.1
+
+
+def test_speed_benchmark_small(tmp_path):
+    """``benchmark --speed`` at a toy size (Pyro only: nothing to compile): rows, ratios, table."""
+    import json
+
+    from models.vae.benchmark import speed, speed_table
+
+    result = speed(tmp_path, ["pyro"], ["iaf", "diagonal"], steps=3, rounds=2, dataset="digits",
+                   data_dir=None, threads=1, cfg_overrides=SMALL)
+    rows = {r["posterior"]: r for r in result["rows"]}
+    assert set(rows) == {"iaf", "diagonal"} and result["steps_per_epoch"] == 1500 // 50
+    for r in rows.values():
+        assert len(r["ratios"]) == 2 and all(0.1 < q < 10 for q in r["ratios"])
+        assert r["ours_s_per_step"] > 0 and r["plain_s_per_step"] > 0
+    assert json.loads((tmp_path / "speed.json").read_text())["rows"]
+    text = speed_table(result)
+    assert "| pyro | iaf |" in text and "x |" in text and "load average" in text
