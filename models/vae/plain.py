@@ -146,7 +146,7 @@ class PlainTorchVAE:
         from pyro_iaf import IAF
 
         from .ops import torch_ops
-        from .pyro_backend import TorchNet
+        from .pyro_backend import TorchNet, torch_optimizer
 
         _check(cfg)
         torch.manual_seed(cfg.seed)
@@ -157,8 +157,7 @@ class PlainTorchVAE:
             self.nets["iaf"] = IAF(self.arch.latent_dim, num_flows=cfg.flows,
                                    hidden_dims=(cfg.width, cfg.width), context_dim=self.arch.context_dim,
                                    seed=cfg.seed)
-        opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adamax
-        self.optim = opt(self.nets.parameters(), lr=cfg.lr)
+        self.optim = torch_optimizer(cfg, list(self.nets.parameters()))  # ours: the same optimiser
 
     def log_weights_at(self, x, eps):
         """``(log p(x, z) [B], log q(z | x) [B], z_0 [B, D])`` for the noise ``eps [B, D]``."""

@@ -30,7 +30,7 @@ from .config import VAEConfig
 from .model import vae_guide, vae_model
 from .ops import torch_ops
 
-__all__ = ["PyroNets", "PyroVAE"]
+__all__ = ["PyroNets", "PyroVAE", "torch_optimizer"]
 
 
 class TorchNet(nn.Module):
@@ -101,6 +101,14 @@ class _Encoder(nn.Module):
         return N.encode(self.F, self.arch, self.net.p, x)
 
 
+def torch_optimizer(cfg: VAEConfig, params) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` (fused: one kernel over all ~1M parameters instead of ~8 passes
+    per tensor, 1.0 vs 4.0 ms per step here; the same update) or ``Adamax``, at ``cfg.lr``."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, fused=True)
+    return torch.optim.Adamax(params, lr=cfg.lr)
+
+
 def _log_prob_sum(tr) -> torch.Tensor:
     """Per-datapoint sum of the log densities of a trace's sample sites (factors excluded)."""
     total = 0.0
@@ -137,8 +145,7 @@ class PyroVAE:
                 self.auto(torch.zeros(cfg.batch_size, self.arch.pixels))  # creates its parameters
             seen = {id(p) for p in params}
             params += [p for p in self.auto.parameters() if id(p) not in seen]
-        opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adamax
-        self.optim = opt(params, lr=cfg.lr)
+        self.optim = torch_optimizer(cfg, params)
         self.elbo = Trace_ELBO()
         # the autoguide sets itself up lazily and is not traced: it trains on Trace_ELBO
         self.train_elbo = JitTrace_ELBO(ignore_jit_warnings=True) if self.auto is None else self.elbo
