@@ -3,8 +3,12 @@
     python -m models.vae.benchmark --epochs 10 --seeds 0 --backends numpyro pyro --out results/vae
     python -m models.vae.benchmark --table-only --out results/vae   # re-collect into README.md
 
+    python -m models.vae.benchmark --speed --data-dir ../shared/data --out results/vae-speed
+
 Every run writes ``<out>/<backend>-<posterior>-s<seed>/metrics.json``; the table (mean +- sd over
-seeds, nats per image, negative like the paper) goes to ``<out>/README.md``. ``--reference``
+seeds, nats per image, negative like the paper) goes to ``<out>/README.md``. ``--speed`` times
+our training step against the plain loops of :mod:`models.vae.plain` (same networks), interleaved
+in one process, into ``<out>/speed.json`` and ``speed.md``. ``--reference``
 also times a plain NumPyro VAE (the architecture of NumPyro's ``examples/vae.py``: 784-400-50,
 softplus, batch 128, Adam 1e-3, jit'd ``SVI.update``) on the same machine, as a speed yardstick.
 """
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
         result = speed(out, args.backends, args.posteriors, args.speed_steps, args.speed_rounds,
-                       args.speed_dataset, args.data_dir, args.threads)
+                       args.speed_dataset, args.data_dir, args.threads, {"arch": args.arch})
         text = speed_table(result)
         (out / "speed.md").write_text(text)
         print(text)
