@@ -252,3 +252,22 @@ def test_pyro_traced_training_step_equals_trace_elbo(digits, posterior, free_bit
     np.testing.assert_allclose(jit_loss, loss, rtol=1e-6)
     for g_jit, g in zip(jit_grads, grads):
         np.testing.assert_allclose(g_jit.numpy(), g.numpy(), rtol=1e-4, atol=1e-6 * float(g.abs().max()))
+
+
+def test_pyro_traced_step_other_batch_size(digits):
+    """The trace holds the batch size: another one raises until ``warmup`` traces it anew."""
+    vae = make_vae("pyro", VAEConfig(**SMALL), digits.side)
+    x = (digits.train[:100] > 0.5).astype(np.float32)
+    vae.train_epoch(x.reshape(2, 50, -1))
+    with pytest.raises(ValueError, match="traced for"):
+        vae.train_epoch(x[:40].reshape(2, 20, -1))
+    vae.warmup(x[:20])
+    import torch
+    from pyro.infer import Trace_ELBO
+
+    losses = []
+    for elbo in (vae.train_elbo, Trace_ELBO()):  # the new trace computes the loss of 20 images
+        torch.manual_seed(3)
+        losses.append(elbo.loss_and_grads(vae.model, vae.guide, vae._tensor(x[:20])))
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    assert np.isfinite(vae.train_epoch(x[:40].reshape(2, 20, -1)))

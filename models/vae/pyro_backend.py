@@ -160,6 +160,8 @@ class PyroVAE:
         parameters, so a resumed run takes the same steps as an uninterrupted one; seconds."""
         t0 = time.perf_counter()
         if self.train_elbo is not self.elbo:
+            if self._traced_shape not in (None, tuple(np.shape(xb))):  # a trace per batch shape
+                self.train_elbo = JitTrace_ELBO(ignore_jit_warnings=True)
             self.nets.claim_param_store()
             with torch.random.fork_rng(), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "`torch.jit.trace` is deprecated", DeprecationWarning)
