@@ -111,6 +111,37 @@ def test_checkpoint_resume_takes_the_same_steps(backend, digits, tmp_path):
     assert not np.array_equal(w1["encoder.l0_w"], fresh["encoder.l0_w"])  # training moved it
 
 
+class _RunsCode:
+    """Unpickling this would create the file ``path`` (a stand-in for any code in a pickle)."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoint_is_data_and_old_pickles_are_refused(digits, tmp_path):
+    import json
+    import pickle
+
+    cfg = VAEConfig(posterior="iaf", **SMALL)
+    fit("pyro", cfg, digits, 1, tmp_path / "new", progress=False)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["checkpoint.json", "checkpoint.npz"]
+    meta = json.loads((tmp_path / "new" / "checkpoint.json").read_text())
+    assert meta["state"]["epoch"] == 1 and meta["state"]["backend"] == "pyro"
+    with np.load(tmp_path / "new" / "checkpoint.npz", allow_pickle=False) as f:
+        assert any("encoder" in k and "l0_w" in k for k in f.files)
+        assert any("optim" in k and "exp_avg" in k for k in f.files)
+    old = tmp_path / "old"
+    old.mkdir()
+    ran = tmp_path / "code-ran"
+    (old / "checkpoint.pkl").write_bytes(pickle.dumps(_RunsCode(ran)))
+    with pytest.raises(ValueError, match="older version.*another --out"):
+        fit("pyro", cfg, digits, 2, old, resume=True, progress=False)
+    assert not ran.exists()
+
+
 @pytest.mark.parametrize(
     "arch,posterior,side",
     [("mlp", "iaf", 8), ("resnet", "iaf", 28), ("resnet", "diagonal", 8)],
@@ -134,6 +165,25 @@ def test_cross_backend_parity(arch, posterior, side):
     np.testing.assert_allclose(lp_p - lq_p, lp_n - lq_n, rtol=1e-5, atol=1e-3)
     z = rng.standard_normal((4, 8)).astype(np.float32)
     np.testing.assert_allclose(dst.decode_probs(z), src.decode_probs(z), atol=1e-5)
+
+
+@pytest.mark.parametrize("posterior", ["iaf", "diagonal"])
+def test_plain_baseline_computes_our_elbo(backend, digits, posterior):
+    """The speed benchmark's plain loop (no PPL) gives our log p(x, z) and log q(z|x) for the
+    same weights and noise, so its time measures our overhead, not another model."""
+    from models.vae.plain import PLAIN
+
+    cfg = VAEConfig(posterior=posterior, **SMALL)
+    ours = perturbed(make_vae(backend.name, cfg, digits.side), seed=4)
+    plain = PLAIN[backend.name](cfg, digits.side)
+    plain.load_weights(ours.export_weights())
+    x = digits.test[:6]
+    eps = np.random.default_rng(5).standard_normal((6, 8)).astype(np.float32)
+    lp, lq, z0 = plain.log_weights(x, eps)
+    lp_ours, lq_ours = ours.log_weights(x, fixed={"z0" if posterior == "iaf" else "z": z0})
+    np.testing.assert_allclose(lp, lp_ours, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(lq, lq_ours, rtol=1e-5, atol=1e-3)
+    assert np.ptp(lq) > 1.0  # distinct images give distinct values (not a vacuous match)
 
 
 def test_free_bits_penalty(backend, digits):
@@ -161,3 +211,63 @@ def test_auto_guide_trains_and_scores(backend, digits):
     after = evaluate(vae, x, 16)
     assert after["test_elbo"] > before["test_elbo"] + 2.0, (before, after)
     assert after["test_log_likelihood"] > after["test_elbo"] + 0.1
+
+
+def test_speed_benchmark_small(tmp_path):
+    """``benchmark --speed`` at a toy size (Pyro only: nothing to compile): rows, ratios, table."""
+    import json
+
+    from models.vae.benchmark import speed, speed_table
+
+    result = speed(tmp_path, ["pyro"], ["iaf", "diagonal"], steps=3, rounds=2, dataset="digits",
+                   data_dir=None, threads=1, cfg_overrides=SMALL)
+    rows = {r["posterior"]: r for r in result["rows"]}
+    assert set(rows) == {"iaf", "diagonal"} and result["steps_per_epoch"] == 1500 // 50
+    for r in rows.values():
+        assert len(r["ratios"]) == 2 and all(0.1 < q < 10 for q in r["ratios"])
+        assert r["ours_s_per_step"] > 0 and r["plain_s_per_step"] > 0
+    assert json.loads((tmp_path / "speed.json").read_text())["rows"]
+    text = speed_table(result)
+    assert "| pyro | iaf |" in text and "x |" in text and "load average" in text
+
+
+@pytest.mark.parametrize("posterior,free_bits", [("iaf", 0.0), ("iaf", 3.0), ("diagonal", 0.0)])
+def test_pyro_traced_training_step_equals_trace_elbo(digits, posterior, free_bits):
+    """Pyro trains on JitTrace_ELBO: same loss and gradients as Trace_ELBO at the same seed."""
+    import torch
+    from pyro.infer import Trace_ELBO
+
+    vae = make_vae("pyro", VAEConfig(posterior=posterior, free_bits=free_bits, **SMALL), digits.side)
+    x = digits.train[:50] > 0.5
+    vae.warmup(x)
+    params = vae.optim.param_groups[0]["params"]
+    out = []
+    for elbo in (vae.train_elbo, Trace_ELBO()):
+        torch.manual_seed(1)
+        vae.optim.zero_grad()
+        loss = elbo.loss_and_grads(vae.model, vae.guide, vae._tensor(x))
+        out.append((loss, [p.grad.clone() for p in params]))
+    (jit_loss, jit_grads), (loss, grads) = out
+    assert vae.train_elbo is not vae.elbo
+    np.testing.assert_allclose(jit_loss, loss, rtol=1e-6)
+    for g_jit, g in zip(jit_grads, grads):
+        np.testing.assert_allclose(g_jit.numpy(), g.numpy(), rtol=1e-4, atol=1e-6 * float(g.abs().max()))
+
+
+def test_pyro_traced_step_other_batch_size(digits):
+    """The trace holds the batch size: another one raises until ``warmup`` traces it anew."""
+    vae = make_vae("pyro", VAEConfig(**SMALL), digits.side)
+    x = (digits.train[:100] > 0.5).astype(np.float32)
+    vae.train_epoch(x.reshape(2, 50, -1))
+    with pytest.raises(ValueError, match="traced for"):
+        vae.train_epoch(x[:40].reshape(2, 20, -1))
+    vae.warmup(x[:20])
+    import torch
+    from pyro.infer import Trace_ELBO
+
+    losses = []
+    for elbo in (vae.train_elbo, Trace_ELBO()):  # the new trace computes the loss of 20 images
+        torch.manual_seed(3)
+        losses.append(elbo.loss_and_grads(vae.model, vae.guide, vae._tensor(x[:20])))
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+    assert np.isfinite(vae.train_epoch(x[:40].reshape(2, 20, -1)))

@@ -4,7 +4,9 @@
 - ``cifar10``: a user-supplied copy (it cannot be downloaded here): ``--data-path`` to a ``.npz``
   with ``x_train``, ``x_test`` uint8 ``[N, 32, 32, 3]`` (or ``[N, 3, 32, 32]``), or to the
   ``cifar-10-batches-py`` folder of the official Python version (``data_batch_1..5``,
-  ``test_batch``). Pixels are stored as ``k / 255`` in channel-major order ``[N, 3*32*32]``.
+  ``test_batch``; pickles by that data set's own format, so only from a trusted source: prefer
+  the ``.npz``, which is read without pickle). Pixels are stored as ``k / 255`` in
+  channel-major order ``[N, 3*32*32]``.
 - ``synthetic_colour``: random smooth 32x32x3 uint8 images (the CIFAR code path without CIFAR).
 """
 
@@ -68,6 +70,9 @@ def _load_cifar(path: str | Path | None) -> ColourImages:
         raise FileNotFoundError(f"cifar10: {path} does not exist; pass --data-path to a .npz with "
                                 "x_train/x_test or to the cifar-10-batches-py folder")
     if path.is_dir():
+        # CIFAR-10's "python version" batches are pickles: that is the data set's own format, and
+        # unpickling runs whatever a file holds, so read them only from a trusted download. The
+        # ``.npz`` form (x_train / x_test arrays, read with allow_pickle=False) is preferred.
         def batch(name):
             f = path / name
             if not f.exists():
@@ -80,7 +85,7 @@ def _load_cifar(path: str | Path | None) -> ColourImages:
         train = np.concatenate([batch(f"data_batch_{i}") for i in range(1, 6)])
         test = batch("test_batch")
     else:
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             if "x_train" not in f or "x_test" not in f:
                 raise ValueError(f"cifar10: {path} needs arrays x_train and x_test; has {list(f)}")
             train, test = f["x_train"], f["x_test"]

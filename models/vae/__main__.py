@@ -49,7 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--is-samples", type=int, default=128, help="importance samples for log p(x)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test images")
     p.add_argument("--out", default=None, help="output folder (default runs/<backend>-<posterior>-...)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pkl")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in <out> "
+                   "(checkpoint.npz + checkpoint.json)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for PyTorch / XLA (default: the framework's); 1 is much "
                    "faster on a CPU shared with other jobs")

@@ -3,8 +3,12 @@
     python -m models.vae.benchmark --epochs 10 --seeds 0 --backends numpyro pyro --out results/vae
     python -m models.vae.benchmark --table-only --out results/vae   # re-collect into README.md
 
+    python -m models.vae.benchmark --speed --data-dir ../shared/data --out results/vae-speed
+
 Every run writes ``<out>/<backend>-<posterior>-s<seed>/metrics.json``; the table (mean +- sd over
-seeds, nats per image, negative like the paper) goes to ``<out>/README.md``. ``--reference``
+seeds, nats per image, negative like the paper) goes to ``<out>/README.md``. ``--speed`` times
+our training step against the plain loops of :mod:`models.vae.plain` (same networks), interleaved
+in one process, into ``<out>/speed.json`` and ``speed.md``. ``--reference``
 also times a plain NumPyro VAE (the architecture of NumPyro's ``examples/vae.py``: 784-400-50,
 softplus, batch 128, Adam 1e-3, jit'd ``SVI.update``) on the same machine, as a speed yardstick.
 """
@@ -38,7 +42,7 @@ def run_one(out: Path, backend: str, posterior: str, seed: int, args) -> None:
         cmd += ["--data-dir", args.data_dir]
     if args.eval_limit:
         cmd += ["--eval-limit", str(args.eval_limit)]
-    if (run / "checkpoint.pkl").exists():
+    if (run / "checkpoint.json").exists() or (run / "checkpoint.pkl").exists():  # .pkl: a clear error
         cmd.append("--resume")
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -100,35 +104,107 @@ print(times[1:] if len(times) > 1 else times)
     return statistics.median(times)
 
 
-def speed(out: Path, backends, posteriors, steps: int, rounds: int, data_dir) -> dict:
-    """Seconds per 60,000-image epoch from ``steps`` timed SVI steps per configuration, the
-    configurations interleaved ``rounds`` times in one process (so they share the machine's load),
-    plus the plain NumPyro VAE in a subprocess before and after. Medians over rounds."""
+SPEED_JSON = "speed.json"
+
+
+def speed_rows(vaes: dict, batches: np.ndarray, steps: int, rounds: int, log=print) -> dict:
+    """Per-step seconds of each of ``vaes`` (``{label: vae}``, anything with ``train_epoch``),
+    interleaved: each round runs ``steps`` minibatches of every VAE in turn (rotating the order),
+    so that all share the machine's load. ``({label: [wall s/step per round]}, {label: [CPU s/step
+    of this process per round]})``; CPU time does not count waiting for a core other jobs hold."""
+    labels = list(vaes)
+    for label in labels:  # compile / warm up on other minibatches than the timed ones
+        vaes[label].warmup(batches[0])
+        vaes[label].train_epoch(batches[:steps])
+    times: dict = {k: [] for k in labels}
+    cpu: dict = {k: [] for k in labels}
+    for r in range(rounds):
+        order = labels[r % len(labels):] + labels[: r % len(labels)]
+        for label in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            vaes[label].train_epoch(batches[steps : 2 * steps])  # returns a float: waits for the work
+            times[label].append((time.perf_counter() - t0) / steps)
+            cpu[label].append((time.process_time() - c0) / steps)
+        log(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {times[k][-1] * 1e3:.1f}" for k in labels)
+            + " ms/step", flush=True)
+    return times, cpu
+
+
+def speed(out: Path, backends, posteriors, steps: int, rounds: int, dataset: str, data_dir, threads: int,
+          cfg_overrides: dict | None = None) -> dict:
+    """Ours (each backend and posterior) against the plain loops of :mod:`models.vae.plain` with
+    the same networks, timed interleaved in this process; writes ``<out>/speed.json``.
+
+    Epochs are subsampled: ``s/epoch = median seconds per step * steps per epoch``; the ratio
+    ours / plain is taken per round (both ran back to back) and its median reported."""
+    import os
+    import platform
+
     from . import VAEConfig, make_vae
     from .data import load
+    from .plain import PLAIN
     from .train import epoch_batches
 
-    data = load("mnist", data_dir)
-    rng = np.random.default_rng(0)
-    vaes = {(b, p): make_vae(b, VAEConfig(posterior=p), data.side) for b in backends for p in posteriors}
-    batches = epoch_batches(data, rng, VAEConfig().batch_size)[: steps + 5]
-    for vae in vaes.values():
-        vae.warmup(batches[0])
-        vae.train_epoch(batches[:5])
-    times: dict = {f"{b}-{p}": [] for b, p in vaes}
-    times["plain-numpyro-vae"] = []
-    for _ in range(rounds):
-        times["plain-numpyro-vae"].append(plain_numpyro_vae_seconds(1, 1, steps * 100 // 128, data_dir))
-        for (b, p), vae in vaes.items():
-            t0 = time.perf_counter()
-            vae.train_epoch(batches[5:])
-            dt = time.perf_counter() - t0
-            times[f"{b}-{p}"].append(dt / (steps * batches.shape[1]) * 60000)
-    result = {k: {"seconds_per_epoch": statistics.median(v), "all": v} for k, v in times.items()}
-    result["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    result["steps"] = steps
-    (out / "speed.json").write_text(json.dumps(result, indent=2))
+    try:
+        data = load(dataset, data_dir)
+    except FileNotFoundError as e:
+        print(f"{e}\nfalling back to the 8x8 digits (not MNIST: much smaller images)", flush=True)
+        data = load("digits")
+    cfgs = {p: VAEConfig(posterior=p, **(cfg_overrides or {})) for p in posteriors}
+    batches = epoch_batches(data, np.random.default_rng(0), cfgs[posteriors[0]].batch_size)
+    if len(batches) < 2 * steps:
+        raise ValueError(f"--speed-steps {steps} needs {2 * steps} minibatches; {data.name} has "
+                         f"{len(batches)}: lower --speed-steps")
+    vaes = {}
+    for b in backends:
+        for p in posteriors:
+            vaes[f"ours-{b}-{p}"] = make_vae(b, cfgs[p], data.side)
+            vaes[f"plain-{b}-{p}"] = PLAIN[b](cfgs[p], data.side)
+    load_before = os.getloadavg()[0]
+    times, cpu = speed_rows(vaes, batches, steps, rounds)
+    per_epoch = len(data.train) // cfgs[posteriors[0]].batch_size
+    rows = []
+    for b in backends:
+        for p in posteriors:
+            ours, plain = times[f"ours-{b}-{p}"], times[f"plain-{b}-{p}"]
+            ratios = [o / q for o, q in zip(ours, plain)]
+            ours_cpu, plain_cpu = cpu[f"ours-{b}-{p}"], cpu[f"plain-{b}-{p}"]
+            rows.append({"backend": b, "posterior": p, "ours_s_per_step": statistics.median(ours),
+                         "plain_s_per_step": statistics.median(plain), "ratio": statistics.median(ratios),
+                         "ratios": ratios, "ours_all": ours, "plain_all": plain,
+                         "cpu_ratio": statistics.median(ours_cpu) / statistics.median(plain_cpu),
+                         "ours_cpu_s_per_step": statistics.median(ours_cpu),
+                         "plain_cpu_s_per_step": statistics.median(plain_cpu)})
+    result = {"rows": rows, "steps": steps, "rounds": rounds, "steps_per_epoch": per_epoch,
+              "dataset": data.name, "batch_size": cfgs[posteriors[0]].batch_size, "threads": threads,
+              "config": {k: v for k, v in cfgs[posteriors[0]].to_dict().items() if k not in ("posterior",)},
+              "machine": f"{os.cpu_count()}-core {platform.machine()} CPU",
+              "load_before_after": [load_before, os.getloadavg()[0]],
+              "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "command": "python -m models.vae.benchmark " + " ".join(sys.argv[1:])}
+    (out / SPEED_JSON).write_text(json.dumps(result, indent=2))
     return result
+
+
+def speed_table(s: dict) -> str:
+    """The markdown table of :func:`speed`'s result."""
+    n = s["steps_per_epoch"]
+    lines = [f"| backend | posterior | ours s/epoch | plain s/epoch | ours steps/s | plain steps/s "
+             f"| ours / plain, wall (median of {s['rounds']} rounds; range) | ours / plain, CPU time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in s["rows"]:
+        lo, hi = min(r["ratios"]), max(r["ratios"])
+        lines.append(f"| {r['backend']} | {r['posterior']} | {r['ours_s_per_step'] * n:.2f} "
+                     f"| {r['plain_s_per_step'] * n:.2f} | {1 / r['ours_s_per_step']:.1f} "
+                     f"| {1 / r['plain_s_per_step']:.1f} | **{r['ratio']:.2f}x** ({lo:.2f}-{hi:.2f}) "
+                     f"| {r['cpu_ratio']:.2f}x |")
+    load = s.get("load_before_after")
+    lines.append(f"\n{s['machine']}, {s['threads']} thread(s) per framework, {s['when']}"
+                 + (f", load average {load[0]:.1f} before / {load[1]:.1f} after" if load else "")
+                 + f"; {s['dataset']}, batch {s['batch_size']}, {n} steps per epoch; each cell: "
+                 f"{s['steps']} timed steps per round, s/epoch = median s/step x {n}. "
+                 f"Command: `{s['command']}`.")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(values: list[float], digits: int = 2) -> str:
@@ -162,13 +238,10 @@ def table(out: Path) -> str:
             f"| {_fmt([m['test_elbo'] for m in ms])} | {_fmt([m['test_log_likelihood'] for m in ms])} "
             f"| {_fmt([m['seconds_per_epoch'] for m in ms], 1)} |"
         )
-    sp = out / "speed.json"
-    if sp.exists():
-        s = json.loads(sp.read_text())
-        lines.append(f"\nSpeed, interleaved in one process ({s['steps']} steps each, median of "
-                     f"{len(s['plain-numpyro-vae']['all'])} rounds, {s['when']}), s/epoch of 60k images: "
-                     + ", ".join(f"{k} {v['seconds_per_epoch']:.1f}" for k, v in s.items()
-                                 if isinstance(v, dict)) + ".")
+    sp = out / SPEED_JSON
+    if sp.exists() and "rows" in json.loads(sp.read_text()):
+        lines.append("\nTraining speed, ours vs a plain loop with the same networks (interleaved):\n")
+        lines.append(speed_table(json.loads(sp.read_text())))
     ref = out / "reference.json"
     if ref.exists():
         r = json.loads(ref.read_text())
@@ -200,8 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--speed", action="store_true",
                    help="only time SVI steps of every configuration, interleaved (speed.json)")
-    p.add_argument("--speed-steps", type=int, default=150)
-    p.add_argument("--speed-rounds", type=int, default=3)
+    p.add_argument("--speed-steps", type=int, default=50, help="timed minibatches per round")
+    p.add_argument("--speed-rounds", type=int, default=7)
+    p.add_argument("--speed-dataset", default="binarized_mnist",
+                   help="--speed data (falls back to digits if missing)")
     p.add_argument("--force", action="store_true", help="rerun runs that have metrics.json")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -210,12 +285,17 @@ def main(argv: list[str] | None = None) -> None:
         if args.threads == 1:  # as `python -m models.vae --threads 1` does, before JAX starts
             import os
 
-            import torch
-
-            torch.set_num_threads(1)
             os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        speed(out, args.backends, args.posteriors, args.speed_steps, args.speed_rounds, args.data_dir)
-    elif not args.table_only:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        result = speed(out, args.backends, args.posteriors, args.speed_steps, args.speed_rounds,
+                       args.speed_dataset, args.data_dir, args.threads, {"arch": args.arch})
+        text = speed_table(result)
+        (out / "speed.md").write_text(text)
+        print(text)
+        return
+    if not args.table_only:
         if args.reference:
             s = plain_numpyro_vae_seconds(args.reference_epochs, args.threads, data_dir=args.data_dir)
             (out / "reference.json").write_text(json.dumps(

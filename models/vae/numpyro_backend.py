@@ -87,20 +87,43 @@ def _log_prob_sum(tr):
 
 class JitSVITraining:
     """Training verbs shared by the NumPyro VAEs: needs ``update`` (a jit'd ``svi.update``),
-    ``_evaluate`` (jit'd ``svi.evaluate``), ``state`` and ``_compiled`` (None until warm-up)."""
+    ``_evaluate`` (jit'd ``svi.evaluate``), ``state`` and ``_compiled`` (None until warm-up).
+
+    With ``scan_chunk = n > 0`` and ``_scan`` (a jit'd :func:`scan_updates`), ``train_epoch``
+    runs the minibatches ``n`` at a time in one compiled ``lax.scan`` (no Python or dispatch per
+    step; the same updates in the same order), the remainder step by step."""
+
+    scan_chunk = 0
 
     def warmup(self, xb) -> float:
-        """Compile the SVI step for minibatches shaped like ``xb`` (ahead of timing); seconds."""
+        """Compile the SVI step (and the ``scan_chunk``-step scan) for minibatches shaped like
+        ``xb`` (ahead of timing); seconds."""
         t0 = time.perf_counter()
-        self._compiled = self.update.lower(self.state, jnp.asarray(xb)).compile()
+        xb = jnp.asarray(xb)
+        cache = getattr(self, "_aot", {})  # NumPyroVAE: shared by the VAEs of one (cfg, side)
+        key = (xb.shape, xb.dtype)
+        if key not in cache:
+            step = self.update.lower(self.state, xb).compile()
+            scan = None
+            if self.scan_chunk:
+                chunk = jax.ShapeDtypeStruct((self.scan_chunk, *xb.shape), xb.dtype)
+                scan = self._scan.lower(self.state, chunk).compile()
+            cache[key] = step, scan
+        self._compiled, self._scan_compiled = cache[key]
         return time.perf_counter() - t0
 
     def train_epoch(self, batches: np.ndarray, progress=None) -> float:
         """One pass over ``batches [nb, B, P]``; mean training loss per image."""
         if self._compiled is None:
             self.warmup(batches[0])
-        losses = []
-        for xb in batches:
+        losses, n, start = [], self.scan_chunk, 0
+        while n and start + n <= len(batches):
+            self.state, loss = self._scan_compiled(self.state, jnp.asarray(batches[start : start + n]))
+            losses.append(loss)
+            start += n
+            if progress is not None:
+                progress.update(n)
+        for xb in batches[start:]:
             self.state, loss = self._compiled(self.state, jnp.asarray(xb))
             losses.append(loss)
             if progress is not None:
@@ -112,16 +135,34 @@ class JitSVITraining:
         return float(self._evaluate(self.state, jnp.asarray(x))) / len(x)
 
     def state_dict(self) -> dict:
-        return {"svi_state": jax.device_get(self.state)}
+        """``{"svi_state": {path: array}}``: every leaf of the SVI state (parameters, optimiser
+        state, RNG key) by its pytree path, as NumPy arrays."""
+        leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(self.state))[0]
+        return {"svi_state": {jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = jax.tree.map(jnp.asarray, state["svi_state"])
+        """Inverse of :meth:`state_dict`; the paths and shapes must be this VAE's."""
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(self.state)
+        saved = state["svi_state"]
+        names = [jax.tree_util.keystr(path) for path, _ in leaves]
+        if set(names) != set(saved):
+            raise ValueError(f"load_state_dict: state entries differ: {sorted(set(names) ^ set(saved))}")
+        values = []
+        for name, (_, mine) in zip(names, leaves):
+            value = np.asarray(saved[name])
+            if value.shape != mine.shape or value.dtype != mine.dtype:
+                raise ValueError(f"load_state_dict: {name} is {value.dtype}{list(value.shape)}; "
+                                 f"this VAE has {mine.dtype}{list(mine.shape)}")
+            values.append(jnp.asarray(value))
+        self.state = jax.tree_util.tree_unflatten(treedef, values)
 
 
 class NumPyroVAE(JitSVITraining):
-    """``SVI(model, guide, optax.adam(ax), Trace_ELBO())`` with a jit'd ``update``."""
+    """``SVI(model, guide, optax.adam(ax), Trace_ELBO())`` with a jit'd ``update``, run
+    ``scan_chunk`` minibatches per compiled ``lax.scan``."""
 
     backend = "numpyro"
+    scan_chunk = 25
 
     def __init__(self, cfg: VAEConfig, side: int) -> None:
         self.cfg, self.arch = cfg, cfg.arch_for(side)
@@ -154,7 +195,8 @@ class NumPyroVAE(JitSVITraining):
         else:  # the autoguide sets itself up outside jit
             state = svi.init(jax.random.PRNGKey(cfg.seed), x0)
         built = dict(nets=nets, auto=auto, model=model, guide=guide, eval_guide=eval_guide, svi=svi, _x0=x0,
-                     state=state, update=jax.jit(svi.update), _evaluate=jax.jit(svi.evaluate))
+                     state=state, update=jax.jit(svi.update), _evaluate=jax.jit(svi.evaluate),
+                     _scan=jax.jit(functools.partial(scan_updates, svi.update)), _aot={})
         built["_logw"] = jax.jit(functools.partial(_log_weights, model, eval_guide))
         built["_decode"] = jax.jit(lambda p, z: jax.nn.sigmoid(N.decode(nets.F, self.arch, p, z)))
         built["_eps_jac"] = jax.jit(functools.partial(_eps_to_z_and_jacobian, nets))
@@ -219,6 +261,13 @@ class NumPyroVAE(JitSVITraining):
 
 
 _BUILT: dict = {}
+
+
+def scan_updates(update, state, batches):
+    """``update`` (``svi.update``) over ``batches [n, B, P]`` in one ``lax.scan``:
+    ``(state, summed loss)``."""
+    state, losses = jax.lax.scan(update, state, batches)
+    return state, losses.sum()
 
 
 def _log_weights(model, guide, params, x, key, fixed):

@@ -1,15 +1,23 @@
-"""The VAE in Pyro: torch networks registered with ``pyro.module``, a torch loop on Trace_ELBO."""
+"""The VAE in Pyro: torch networks registered with ``pyro.module``, a torch loop on Trace_ELBO.
+
+Training (``--guide hand``) uses Pyro's ``JitTrace_ELBO``: the same ELBO, traced once by
+``torch.jit`` (in :meth:`PyroVAE.warmup`), so that each step no longer pays Pyro's Python
+(traces, messengers, per-site validation) but runs one fixed graph, as a plain PyTorch loop
+does. The trace holds the minibatch size; ``loss`` and evaluation stay on ``Trace_ELBO``.
+"""
 
 from __future__ import annotations
 
 import functools
+import time
+import warnings
 
 import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
 import torch.nn.functional as F
-from pyro.infer import Trace_ELBO
+from pyro.infer import JitTrace_ELBO, Trace_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
@@ -22,7 +30,7 @@ from .config import VAEConfig
 from .model import vae_guide, vae_model
 from .ops import torch_ops
 
-__all__ = ["PyroNets", "PyroVAE"]
+__all__ = ["PyroNets", "PyroVAE", "torch_optimizer"]
 
 
 class TorchNet(nn.Module):
@@ -50,6 +58,17 @@ class PyroNets(nn.Module):
     @property
     def has_flow(self) -> bool:
         return self.iaf is not None
+
+    def claim_param_store(self) -> None:
+        """Point the param store's ``encoder``/``decoder``/``iaf`` entries at these networks'
+        parameters (another VAE in this process may have registered its own under those names;
+        the eager ELBO uses the modules' tensors anyway, a ``JitTrace_ELBO`` trace takes the store's)."""
+        store = pyro.get_param_store()
+        for name in ("encoder", "decoder", "iaf"):
+            for key in [k for k in store.keys() if k.startswith(f"{name}$$$")]:
+                del store[key]
+            if getattr(self, name) is not None:
+                pyro.module(name, getattr(self, name))
 
     def encode(self, x):
         pyro.module("encoder", self.encoder)
@@ -80,6 +99,14 @@ class _Encoder(nn.Module):
 
     def forward(self, x):
         return N.encode(self.F, self.arch, self.net.p, x)
+
+
+def torch_optimizer(cfg: VAEConfig, params) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` (fused: one kernel over all ~1M parameters instead of ~8 passes
+    per tensor, 1.0 vs 4.0 ms per step here; the same update) or ``Adamax``, at ``cfg.lr``."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, fused=True)
+    return torch.optim.Adamax(params, lr=cfg.lr)
 
 
 def _log_prob_sum(tr) -> torch.Tensor:
@@ -118,26 +145,47 @@ class PyroVAE:
                 self.auto(torch.zeros(cfg.batch_size, self.arch.pixels))  # creates its parameters
             seen = {id(p) for p in params}
             params += [p for p in self.auto.parameters() if id(p) not in seen]
-        opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adamax
-        self.optim = opt(params, lr=cfg.lr)
+        self.optim = torch_optimizer(cfg, params)
         self.elbo = Trace_ELBO()
+        # the autoguide sets itself up lazily and is not traced: it trains on Trace_ELBO
+        self.train_elbo = JitTrace_ELBO(ignore_jit_warnings=True) if self.auto is None else self.elbo
+        self._traced_shape: tuple | None = None
 
     def _tensor(self, x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=torch.get_default_dtype())
 
     def warmup(self, xb) -> float:
-        """Nothing to compile in PyTorch; 0 seconds."""
-        return 0.0
+        """Trace the training loss for minibatches shaped like ``xb`` (``JitTrace_ELBO``; its
+        first calls also profile the graph) without drawing from the global RNG or changing the
+        parameters, so a resumed run takes the same steps as an uninterrupted one; seconds."""
+        t0 = time.perf_counter()
+        if self.train_elbo is not self.elbo:
+            if self._traced_shape not in (None, tuple(np.shape(xb))):  # a trace per batch shape
+                self.train_elbo = JitTrace_ELBO(ignore_jit_warnings=True)
+            self.nets.claim_param_store()
+            with torch.random.fork_rng(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "`torch.jit.trace` is deprecated", DeprecationWarning)
+                for _ in range(3):
+                    self.train_elbo.loss_and_grads(self.model, self.guide, self._tensor(xb))
+            self.optim.zero_grad()
+        self._traced_shape = tuple(np.shape(xb))
+        return time.perf_counter() - t0
 
     def train_epoch(self, batches: np.ndarray, progress=None) -> float:
         """One pass over ``batches [nb, B, P]``; mean training loss per image."""
+        if self._traced_shape is None:
+            self.warmup(batches[0])
+        if tuple(batches.shape[1:]) != self._traced_shape:
+            raise ValueError(f"train_epoch: minibatches of shape {tuple(batches.shape[1:])}, but the "
+                             f"training loss was traced for {self._traced_shape}; make a new VAE "
+                             "(or call warmup) for another batch size")
+        if self.train_elbo is not self.elbo:
+            self.nets.claim_param_store()
         total = 0.0
-        for xb in batches:
-            loss = self.elbo.differentiable_loss(self.model, self.guide, self._tensor(xb))
+        for xb in self._tensor(batches):
             self.optim.zero_grad()
-            loss.backward()
+            total += self.train_elbo.loss_and_grads(self.model, self.guide, xb)
             self.optim.step()
-            total += loss.item()
             if progress is not None:
                 progress.update(1)
         return total / batches.shape[0] / batches.shape[1]

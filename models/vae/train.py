@@ -1,30 +1,26 @@
 """Training loop, checkpoints, evaluation (ELBO and importance-sampled log p(x)), figures, metrics.
 
-Checkpoints (``<out>/checkpoint.pkl``, written after every epoch) hold the configuration, the
-backend's full state (parameters, optimiser state, RNG state), the data RNG state, the epoch and
-the history, so a resumed run takes exactly the steps the uninterrupted run would have taken.
+Checkpoints (``<out>/checkpoint.npz`` + ``checkpoint.json``, written after every epoch; see
+:mod:`models.vae.checkpoint`: data only, no pickle) hold the configuration, the backend's full
+state (parameters, optimiser state, RNG state), the data RNG state, the epoch and the history,
+so a resumed run takes exactly the steps the uninterrupted run would have taken.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import pickle
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy.special import logsumexp
 
-from . import make_vae
+from . import checkpoint, make_vae
 from .config import VAEConfig
 from .data import BinaryImages
 
 __all__ = ["fit", "evaluate", "save_checkpoint", "load_checkpoint", "save_figures", "epoch_batches"]
-
-CHECKPOINT = "checkpoint.pkl"
-
 
 def epoch_batches(data: BinaryImages, rng: np.random.Generator, batch_size: int) -> np.ndarray:
     """One epoch of training minibatches ``[nb, B, P]``: binarize (if dynamic), shuffle, drop the rest."""
@@ -36,26 +32,24 @@ def epoch_batches(data: BinaryImages, rng: np.random.Generator, batch_size: int)
     return x[perm].reshape(nb, batch_size, -1)
 
 
-def save_checkpoint(path: Path, vae, backend: str, rng: np.random.Generator, epoch: int,
+def save_checkpoint(folder: Path, vae, backend: str, rng: np.random.Generator, epoch: int,
                     history: dict) -> None:
+    """The training state into ``<folder>/checkpoint.npz`` and ``checkpoint.json``."""
     state = {"backend": backend, "config": vae.cfg.to_dict(), "epoch": epoch, "history": history,
              "data_rng": rng.bit_generator.state, "vae": vae.state_dict()}
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(state, f)
-    os.replace(tmp, path)
+    checkpoint.write(folder, state)
 
 
-def load_checkpoint(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f)
+def load_checkpoint(folder: Path) -> dict:
+    """The state of :func:`save_checkpoint` (a pickled ``checkpoint.pkl`` of older versions is refused)."""
+    return checkpoint.read(folder)
 
 
 def fit(backend: str, cfg: VAEConfig, data: BinaryImages, epochs: int, out: Path | None = None,
         resume: bool = False, progress: bool = True, vae=None, verbose: bool | None = None):
     """Train to a total of ``epochs`` epochs; returns ``(vae, history)``.
 
-    ``resume``: continue from ``<out>/checkpoint.pkl`` (its configuration must equal ``cfg``).
+    ``resume``: continue from the checkpoint in ``out`` (its configuration must equal ``cfg``).
     ``progress``: tqdm bars; ``verbose`` (default: ``progress``): one line per epoch.
     """
     from tqdm.auto import tqdm
@@ -63,12 +57,12 @@ def fit(backend: str, cfg: VAEConfig, data: BinaryImages, epochs: int, out: Path
     rng = np.random.default_rng(cfg.seed)
     history: dict = {"loss": [], "epoch_seconds": []}
     start = 0
-    ckpt = None if out is None else Path(out) / CHECKPOINT
+    ckpt = None if out is None else Path(out)
     if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.mkdir(parents=True, exist_ok=True)
     if resume:
-        if ckpt is None or not ckpt.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+        if ckpt is None:
+            raise ValueError("resume=True needs out (the folder of the checkpoint)")
         state = load_checkpoint(ckpt)
         saved = {**VAEConfig.field_defaults(), **state["config"]}  # keys added since: defaults
         if state["backend"] != backend or saved != cfg.to_dict():
