@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from torch.distributions import biject_to
+
 __all__ = ["check_latent_sites", "NonFiniteLossError"]
 
 
@@ -20,7 +22,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: str) -> None:
-    """Raise ``ValueError`` for discrete latents, local latents in subsampled plates, no latents.
+    """Raise ``ValueError`` for discrete latents, supports without a bijection, local latents in
+    subsampled plates, and models without latents.
 
     ``sites`` are trace entries of the model's unobserved sample sites, each with ``name``,
     ``fn`` and ``cond_indep_stack`` (frames with ``name``, ``size`` and ``full_size``).
@@ -32,9 +35,19 @@ def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: s
         if fn.support.is_discrete:
             raise ValueError(
                 f"{guide_name} cannot fit the discrete latent site '{name}' ({fn.support}). "
-                f"Enumerate it instead (config_enumerate + TraceEnum_ELBO) and hide it from this "
-                f"guide: {guide_name}(block(model, hide=['{name}'])), or marginalize it in the model."
+                "Enumerate it as documented in https://pyro.ai/examples/enumeration.html "
+                "(config_enumerate + TraceEnum_ELBO) and hide it from this guide: "
+                f"{guide_name}(poutine.block(model, hide=['{name}'])), or marginalize it in the model."
             )
+        try:
+            biject_to(fn.support)
+        except NotImplementedError:
+            raise ValueError(
+                f"{guide_name} cannot map the latent site '{name}' ({fn.support}) to unconstrained "
+                "space: Pyro registers no bijection for this support. Reparametrize the site (e.g. a "
+                "covariance as LKJCholesky correlations and positive scales) or register a transform "
+                "with biject_to.register."
+            ) from None
         for frame in site["cond_indep_stack"]:
             full_size = getattr(frame, "full_size", None)
             if full_size is not None and frame.size != full_size:
