@@ -10,15 +10,50 @@ __all__ = ["check_latent_sites", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The ELBO became NaN or infinite during fitting."""
+    """The ELBO or a parameter became NaN or infinite during fitting; no work is lost.
+
+    ``step``: the first bad step; ``losses``: the finite losses before it; ``params``: the
+    constrained parameters just before that step (all finite); ``state``: the same point as
+    the param store's state (``set_state`` format). Resume with
+    ``fit(..., init_params=error.params)`` and a smaller step size.
+    """
+
+    step: int = -1
+    loss: float = float("nan")
+    losses: list = []
+    params: dict | None = None
+    state: object = None
 
     @classmethod
-    def at_step(cls, step: int, loss: float, lr: float | None) -> NonFiniteLossError:
+    def at_step(
+        cls,
+        step: int,
+        loss: float,
+        lr: float | None,
+        *,
+        params: dict | None = None,
+        state: object = None,
+        losses: list | None = None,
+    ) -> NonFiniteLossError:
         hint = f"lower the learning rate (now {lr:g})" if lr is not None else "lower the learning rate"
-        return cls(
-            f"the loss became {loss} at step {step}. Try to {hint}, start closer to the data "
-            "(init_loc_fn=init_to_median, a smaller init_scale), or use more particles."
+        what = (
+            f"the parameters became NaN or infinite at step {step} (loss {loss:.6g})"
+            if loss == loss and abs(loss) != float("inf")
+            else f"the loss became {loss} at step {step}"
         )
+        resume = (
+            " The parameters before that step are in error.params: resume with "
+            "fit(..., init_params=error.params)."
+            if params is not None
+            else ""
+        )
+        error = cls(
+            f"{what}. Try to {hint}, start closer to the data (init_loc_fn=init_to_median, a "
+            f"smaller init_scale), or use more particles.{resume}"
+        )
+        error.step, error.loss, error.params, error.state = step, loss, params, state
+        error.losses = [] if losses is None else list(losses)
+        return error
 
 
 def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: str) -> None:

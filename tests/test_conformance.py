@@ -371,8 +371,12 @@ def _fit(backend, case: Case, guide):
         return result.losses, samples
     import jax
 
-    result = backend.pkg.fit(case.model, guide, *case.args, num_steps=STEPS, progress_bar=False, loss=case.loss)
-    samples = guide.sample_posterior(jax.random.PRNGKey(1), result.params, *case.args, sample_shape=(NUM_SAMPLES,))
+    result = backend.pkg.fit(
+        case.model, guide, *case.args, num_steps=STEPS, progress_bar=False, loss=case.loss
+    )
+    samples = guide.sample_posterior(
+        jax.random.PRNGKey(1), result.params, *case.args, sample_shape=(NUM_SAMPLES,)
+    )
     return result.losses, samples
 
 
@@ -409,7 +413,11 @@ def test_fits_every_model_the_builtin_fits(backend, make_case):
         assert math.isfinite(tails[label]), (label, losses[-5:])
         assert {k for k in samples if k in supports} == case.latent, (label, sorted(samples))
         for name, support in supports.items():
-            inside = backend.numpy(support.check(samples[name])) if backend.name == "pyro" else support.check(samples[name])
+            inside = (
+                backend.numpy(support.check(samples[name]))
+                if backend.name == "pyro"
+                else support.check(samples[name])
+            )
             assert np.all(inside), (label, name, samples[name])
     # ours is at least about as good as the diagonal guide after the same 200 steps
     assert tails["ours"] <= tails["builtin"] + 1.0 + 0.05 * abs(tails["builtin"]), tails
