@@ -421,3 +421,58 @@ def test_fits_every_model_the_builtin_fits(backend, make_case):
             assert np.all(inside), (label, name, samples[name])
     # ours is at least about as good as the diagonal guide after the same 200 steps
     assert tails["ours"] <= tails["builtin"] + 1.0 + 0.05 * abs(tails["builtin"]), tails
+
+
+# ---- the global part of AutoAmortizedIAF -------------------------------------------------------
+
+
+def _globals_and_locals(P: Ns):
+    """Global latents of several kinds (improper, simplex, correlation Cholesky, ordered,
+    conditioned) beside local latents ``z`` in a plate with data, for AutoAmortizedIAF."""
+    y = P.array(np.linspace(-1.0, 1.0, 6))
+
+    def model(y):
+        u = P.ppl.sample("u", P.dist.ImproperUniform(P.constraints.real, (), (2,)))
+        P.ppl.factor("lp", -0.5 * (u**2).sum())
+        p = P.ppl.sample("p", P.dist.Dirichlet(P.ops.ones(3)))
+        L = P.ppl.sample("L", P.dist.LKJCholesky(2, 2.0))
+        base = P.dist.Normal(P.ops.zeros(2), 1.0).to_event(1)
+        c = P.ppl.sample("c", P.dist.TransformedDistribution(base, P.dist.transforms.OrderedTransform()))
+        s = P.ppl.sample("s", P.dist.LogNormal(0.0, 0.5))
+        shift = u.sum() + p[0] + L[1, 0] + c[1]
+        with P.ppl.plate("units", 6):
+            z = P.ppl.sample("z", P.dist.Normal(shift, s))
+            P.ppl.sample("y", P.dist.Normal(z, 1.0), obs=y)
+
+    return P.handlers.condition(model, data={"s": P.array(0.8)}), (y,)
+
+
+def test_amortized_global_part_accepts_the_same_kinds(backend):
+    P = Ns(backend.name)
+    model, args = _globals_and_locals(P)
+    guide = backend.pkg.AutoAmortizedIAF(model)
+    if backend.name == "pyro":
+        import pyro
+
+        pyro.clear_param_store()
+        result = backend.pkg.fit(model, guide, *args, num_steps=STEPS, progress_bar=False)
+        samples = guide.sample_posterior(NUM_SAMPLES, *args, seed=1)
+    else:
+        import jax
+
+        result = backend.pkg.fit(model, guide, *args, num_steps=STEPS, progress_bar=False)
+        samples = guide.sample_posterior(
+            jax.random.PRNGKey(1), result.params, *args, sample_shape=(NUM_SAMPLES,)
+        )
+    assert np.isfinite(result.losses).all()
+    assert {"u", "p", "L", "c", "z"} <= set(samples) and "s" not in samples, sorted(samples)
+    supports = {
+        "u": P.constraints.real_vector,
+        "p": P.constraints.simplex,
+        "L": P.constraints.corr_cholesky,
+        "c": P.constraints.ordered_vector,
+        "z": P.constraints.real,
+    }
+    for name, support in supports.items():
+        inside = support.check(samples[name])
+        assert np.all(backend.numpy(inside) if backend.name == "pyro" else np.asarray(inside)), name
