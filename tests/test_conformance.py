@@ -350,34 +350,55 @@ def _guides(backend, P: Ns, case: Case):
     return ours, builtin
 
 
-def _fit(backend, case: Case, guide):
-    """200 steps of Adam(1e-2); returns (losses, samples {site: [NUM_SAMPLES, ...]} of latents)."""
+#: Tiny models: XLA's cheapest CPU code generation compiles ~40% faster and runs as fast.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _fit(backend, case: Case, guides: dict) -> dict:
+    """200 steps of Adam(1e-2) for each guide: ``{label: (losses, samples)}`` with samples
+    ``{site: [NUM_SAMPLES, ...]}``. NumPyro: one compiled program for all guides of the case."""
     if backend.name == "pyro":
-        import pyro
-        import torch
-
-        pyro.clear_param_store()
-        result = backend.pkg.fit(
-            case.model, guide, *case.args, num_steps=STEPS, progress_bar=False, loss=case.loss
-        )
-        with torch.no_grad():
-            traces = [pyro.poutine.trace(guide).get_trace(*case.args) for _ in range(NUM_SAMPLES)]
-        names = [
-            n
-            for n, s in traces[0].nodes.items()
-            if s["type"] == "sample" and not s["infer"].get("is_auxiliary")
-        ]
-        samples = {n: torch.stack([t.nodes[n]["value"] for t in traces]) for n in names}
-        return result.losses, samples
+        return {label: _fit_pyro(backend, case, guide) for label, guide in guides.items()}
     import jax
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
 
+    svis = {
+        k: SVI(case.model, g, numpyro.optim.Adam(1e-2), case.loss or Trace_ELBO()) for k, g in guides.items()
+    }
+    states = {k: svi.init(jax.random.PRNGKey(0), *case.args) for k, svi in svis.items()}
+
+    def run(states):
+        out = {}
+        for label, svi in svis.items():
+            state, losses = jax.lax.scan(
+                lambda s, _, svi=svi: svi.update(s, *case.args), states[label], None, STEPS
+            )
+            params = svi.get_params(state)
+            key = jax.random.PRNGKey(1)
+            out[label] = (
+                losses,
+                guides[label].sample_posterior(key, params, *case.args, sample_shape=(NUM_SAMPLES,)),
+            )
+        return out
+
+    return jax.jit(run).lower(states).compile(compiler_options=FAST_COMPILE)(states)
+
+
+def _fit_pyro(backend, case: Case, guide):
+    import pyro
+    import torch
+
+    pyro.clear_param_store()
     result = backend.pkg.fit(
         case.model, guide, *case.args, num_steps=STEPS, progress_bar=False, loss=case.loss
     )
-    samples = guide.sample_posterior(
-        jax.random.PRNGKey(1), result.params, *case.args, sample_shape=(NUM_SAMPLES,)
-    )
-    return result.losses, samples
+    with torch.no_grad():
+        traces = [pyro.poutine.trace(guide).get_trace(*case.args) for _ in range(NUM_SAMPLES)]
+    names = [
+        n for n, s in traces[0].nodes.items() if s["type"] == "sample" and not s["infer"].get("is_auxiliary")
+    ]
+    return result.losses, {n: torch.stack([t.nodes[n]["value"] for t in traces]) for n in names}
 
 
 def _supports(backend, guide) -> dict:
@@ -400,11 +421,11 @@ def test_fits_every_model_the_builtin_fits(backend, make_case):
     ours, builtin = _guides(backend, P, case)
     if case.unsupported:
         with pytest.raises(NotImplementedError):
-            _fit(backend, case, builtin)
+            _fit(backend, case, {"builtin": builtin})
         with pytest.raises(ValueError, match=case.unsupported):
-            _fit(backend, case, ours)
+            _fit(backend, case, {"ours": ours})
         return
-    fitted = {label: _fit(backend, case, guide) for label, guide in (("ours", ours), ("builtin", builtin))}
+    fitted = _fit(backend, case, {"ours": ours, "builtin": builtin})
     supports = _supports(backend, builtin)
     assert set(supports) == case.latent, sorted(supports)
     tails = {}
