@@ -64,6 +64,23 @@ def test_nan_keeps_the_last_finite_point_and_resume_finishes(backend):
     assert abs(float(median) - 0.5) < 0.2, median
 
 
+def test_pyro_nan_loss_without_validation_keeps_the_step_before():
+    """With validation off Pyro reports the NaN as the loss, not as a ValueError: same point kept."""
+    import pyro
+    from backends import PyroAdapter
+
+    backend = PyroAdapter()
+    pyro.clear_param_store()
+    model, args = _walled_model(Ns("pyro"))
+    with (
+        pyro.validation_enabled(False),
+        pytest.raises(backend.pkg.NonFiniteLossError, match="at step 2") as info,
+    ):
+        _fit(backend, model, backend.pkg.AutoIAFNormal(model), args, lr=0.5, steps=300)
+    assert 0.4 < float(info.value.params["w"]) < 0.6
+    assert abs(float(pyro.param("w")) - float(info.value.params["w"])) < 1e-7  # the store is set back
+
+
 def test_overflow_keeps_the_initial_point(backend):
     """lr=1e25: the first update sends every parameter to ~1e25 (finite), whose loss overflows;
     the point kept is the last one with a finite loss, the initial one."""
