@@ -86,8 +86,12 @@ class AutoIAFNormal(AutoContinuous):
     def _setup_prototype(self, *args, **kwargs) -> None:
         try:
             super()._setup_prototype(*args, **kwargs)
-        except Exception:  # e.g. NumPyro's ImportError for discrete sites: name the site and the fix
-            self._check_sites(self._trace_model(args, kwargs))
+        except Exception as error:  # e.g. NumPyro's ImportError for discrete sites
+            try:
+                trace = self._trace_model(args, kwargs)
+            except Exception:
+                raise error from None
+            self._check_sites(trace)  # a ValueError naming the site and the fix, if the model is why
             raise
         self._check_sites(self.prototype_trace)
         self._flow = IAF(

@@ -13,7 +13,8 @@ class NonFiniteLossError(FloatingPointError):
     """The ELBO or a parameter became NaN or infinite during fitting; no work is lost.
 
     ``step``: the first bad step; ``losses``: the finite losses before it; ``params``: the
-    constrained parameters just before that step (all finite); ``state``: the same point as
+    constrained parameters of the last point whose loss was finite (where step ``step`` started,
+    or one step earlier when its loss was the non-finite one); ``state``: the same point as
     the param store's state (``set_state`` format). Resume with
     ``fit(..., init_params=error.params)`` and a smaller step size.
     """
@@ -42,7 +43,7 @@ class NonFiniteLossError(FloatingPointError):
             else f"the loss became {loss} at step {step}"
         )
         resume = (
-            " The parameters before that step are in error.params: resume with "
+            " The last parameters with a finite loss are in error.params: resume with "
             "fit(..., init_params=error.params)."
             if params is not None
             else ""
