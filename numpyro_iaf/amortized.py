@@ -28,7 +28,7 @@ from numpyro import handlers
 from numpyro.distributions.transforms import AffineTransform, biject_to
 from numpyro.distributions.util import sum_rightmost
 from numpyro.infer.autoguide import AutoGuide
-from numpyro.infer.initialization import init_to_median
+from numpyro.infer.initialization import init_to_feasible, init_to_median
 
 from .autoguide import AutoIAFNormal, initial_contraction
 from .transforms import IAF
@@ -147,14 +147,14 @@ class AutoAmortizedIAF(AutoGuide):
         init_loc_fn: Callable | None = None,
         init_scale: float = 0.1,
         affine_first: bool = False,
-        prefix: str = "auto",
+        prefix: str | None = None,
     ) -> None:
         if init_scale <= 0:
             raise ValueError(f"init_scale must be positive; got {init_scale}")
         if context_dim < 0:
             raise ValueError(f"context_dim must be >= 0; got {context_dim}")
         init_loc_fn = init_to_median if init_loc_fn is None else init_loc_fn
-        super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
+        super().__init__(model, prefix="auto" if prefix is None else prefix, init_loc_fn=init_loc_fn)
         self.encoder_input_fn, self._user_encoder = encoder_input_fn, encoder
         self.num_flows, self.context_dim = num_flows, context_dim
         self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
@@ -168,8 +168,9 @@ class AutoAmortizedIAF(AutoGuide):
     def _trace_model(self, args, kwargs, init: bool = False, full: bool = False) -> dict:
         key = numpyro.prng_key()
         model = handlers.seed(self.model, jax.random.PRNGKey(0) if key is None else key)
-        if init:
-            model = handlers.substitute(model, substitute_fn=self.init_loc_fn)
+        # per-call traces read only indices and data: latents at a feasible point (no sampling,
+        # and ImproperUniform sites cannot be sampled)
+        model = handlers.substitute(model, substitute_fn=self.init_loc_fn if init else init_to_feasible)
         if full:
             model = handlers.substitute(model, data={self.plate_name: jnp.arange(self.full_size)})
         with handlers.block(), warnings.catch_warnings():

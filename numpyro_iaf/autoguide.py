@@ -42,7 +42,8 @@ class AutoIAFNormal(AutoContinuous):
     ``init_loc`` and standard deviations ``init_scale``. Unlike NumPyro's built-in, one latent
     dimension is fine and the default widths do not grow with ``D**2`` beyond the skip term.
     Same constructor as ``pyro_iaf.AutoIAFNormal``; methods follow NumPyro (``median(params)``,
-    ``quantiles(params, quantiles)``, ``sample_posterior(rng_key, params, ...)``).
+    ``quantiles(params, quantiles)``, ``sample_posterior(rng_key, params, ...)``). Parameters are
+    named ``{prefix}_loc``, ``{prefix}_scale``, ``{prefix}_flow`` (``prefix`` defaults to "auto").
 
     Example:
         >>> guide = AutoIAFNormal(model)
@@ -64,7 +65,7 @@ class AutoIAFNormal(AutoContinuous):
         gate_bias: float = 2.0,
         init_loc_fn: Callable = init_to_median,
         init_scale: float = 0.1,
-        prefix: str = "auto",
+        prefix: str | None = None,
         hidden_dim: Sequence[int] | int | None = None,
         num_transforms: int | None = None,
         create_plates: Callable | None = None,
@@ -79,11 +80,31 @@ class AutoIAFNormal(AutoContinuous):
         self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
         self._init_scale = init_scale
-        super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
+        super().__init__(model, prefix="auto" if prefix is None else prefix, init_loc_fn=init_loc_fn)
 
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_prototype(self, *args, **kwargs) -> None:
-        trace = self._trace_model(args, kwargs)
+        try:
+            super()._setup_prototype(*args, **kwargs)
+        except Exception as error:  # e.g. NumPyro's ImportError for discrete sites
+            try:
+                trace = self._trace_model(args, kwargs)
+            except Exception:
+                raise error from None
+            self._check_sites(trace)  # a ValueError naming the site and the fix, if the model is why
+            raise
+        self._check_sites(self.prototype_trace)
+        self._flow = IAF(
+            self.latent_dim,
+            num_flows=self.num_flows,
+            hidden_dims=self.hidden_dims,
+            skip=self.skip,
+            gated=self.gated,
+            gate_bias=self.gate_bias,
+        )
+        self._arg_shapes = _shapes(args, kwargs)
+
+    def _check_sites(self, trace: dict) -> None:
         full_sizes = {name: s["args"][0] for name, s in trace.items() if s["type"] == "plate"}
         latent = [
             {
@@ -97,21 +118,14 @@ class AutoIAFNormal(AutoContinuous):
             if site["type"] == "sample" and not site["is_observed"] and not site["infer"].get("is_auxiliary")
         ]
         check_latent_sites(type(self).__name__, latent, "AutoAmortizedIAF")
-        super()._setup_prototype(*args, **kwargs)
-        self._flow = IAF(
-            self.latent_dim,
-            num_flows=self.num_flows,
-            hidden_dims=self.hidden_dims,
-            skip=self.skip,
-            gated=self.gated,
-            gate_bias=self.gate_bias,
-        )
-        self._arg_shapes = _shapes(args, kwargs)
 
     def _trace_model(self, args, kwargs) -> dict:
-        """One blocked, seeded run of the model (its sites, for checks)."""
+        """One blocked, seeded run of the model under ``init_loc_fn`` (its sites, for checks), as
+        NumPyro's own set-up runs it: sites that cannot be sampled (``ImproperUniform``) get values."""
+        model = handlers.seed(self.model, jax.random.PRNGKey(0))
+        model = handlers.substitute(model, substitute_fn=self.init_loc_fn)
         with handlers.block():
-            return handlers.trace(handlers.seed(self.model, jax.random.PRNGKey(0))).get_trace(*args, **kwargs)
+            return handlers.trace(model).get_trace(*args, **kwargs)
 
     def _check_static_shapes(self, args, kwargs) -> None:
         """Latent shapes are fixed at the first call: re-trace only when argument shapes change."""

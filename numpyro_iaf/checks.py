@@ -4,23 +4,61 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from numpyro.distributions import biject_to
+
 __all__ = ["check_latent_sites", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The ELBO became NaN or infinite during fitting."""
+    """The ELBO or a parameter became NaN or infinite during fitting; no work is lost.
+
+    ``step``: the first bad step; ``losses``: the finite losses before it; ``params``: the
+    constrained parameters of the last point whose loss was finite (where step ``step`` started,
+    or one step earlier when its loss was the non-finite one); ``state``: the same point as
+    NumPyro's ``SVIState``. Resume with ``fit(..., init_params=error.params)`` and a smaller step size.
+    """
+
+    step: int = -1
+    loss: float = float("nan")
+    losses: list = []
+    params: dict | None = None
+    state: object = None
 
     @classmethod
-    def at_step(cls, step: int, loss: float, lr: float | None) -> NonFiniteLossError:
+    def at_step(
+        cls,
+        step: int,
+        loss: float,
+        lr: float | None,
+        *,
+        params: dict | None = None,
+        state: object = None,
+        losses: list | None = None,
+    ) -> NonFiniteLossError:
         hint = f"lower the learning rate (now {lr:g})" if lr is not None else "lower the learning rate"
-        return cls(
-            f"the loss became {loss} at step {step}. Try to {hint}, start closer to the data "
-            "(init_loc_fn=init_to_median, a smaller init_scale), or use more particles."
+        what = (
+            f"the parameters became NaN or infinite at step {step} (loss {loss:.6g})"
+            if loss == loss and abs(loss) != float("inf")
+            else f"the loss became {loss} at step {step}"
         )
+        resume = (
+            " The last parameters with a finite loss are in error.params: resume with "
+            "fit(..., init_params=error.params)."
+            if params is not None
+            else ""
+        )
+        error = cls(
+            f"{what}. Try to {hint}, start closer to the data (init_loc_fn=init_to_median, a "
+            f"smaller init_scale), or use more particles.{resume}"
+        )
+        error.step, error.loss, error.params, error.state = step, loss, params, state
+        error.losses = [] if losses is None else list(losses)
+        return error
 
 
 def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: str) -> None:
-    """Raise ``ValueError`` for discrete latents, local latents in subsampled plates, no latents.
+    """Raise ``ValueError`` for discrete latents, supports without a bijection, local latents in
+    subsampled plates, and models without latents.
 
     ``sites`` are trace entries of the model's unobserved sample sites, each with ``name``,
     ``fn`` and ``cond_indep_stack`` (frames with ``name``, ``size`` and ``full_size``).
@@ -32,9 +70,19 @@ def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: s
         if fn.support.is_discrete:
             raise ValueError(
                 f"{guide_name} cannot fit the discrete latent site '{name}' ({fn.support}). "
-                f"Enumerate it instead (config_enumerate + TraceEnum_ELBO) and hide it from this "
-                f"guide: {guide_name}(block(model, hide=['{name}'])), or marginalize it in the model."
+                "Enumerate it as documented in https://num.pyro.ai/en/stable/funsor.html "
+                "(config_enumerate + TraceEnum_ELBO; needs funsor) and hide it from this guide: "
+                f"{guide_name}(handlers.block(model, hide=['{name}'])), or marginalize it in the model."
             )
+        try:
+            biject_to(fn.support)
+        except NotImplementedError:
+            raise ValueError(
+                f"{guide_name} cannot map the latent site '{name}' ({fn.support}) to unconstrained "
+                "space: NumPyro registers no bijection for this support. Reparametrize the site (e.g. a "
+                "covariance as LKJCholesky correlations and positive scales) or register a transform "
+                "with biject_to.register."
+            ) from None
         for frame in site["cond_indep_stack"]:
             full_size = getattr(frame, "full_size", None)
             if full_size is not None and frame.size != full_size:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import numpyro
 from numpyro.infer import SVI, Trace_ELBO
@@ -39,30 +40,52 @@ def fit(
     seed: int = 0,
     progress_bar: bool = True,
     loss=None,
+    init_params: dict | None = None,
     **kwargs,
 ) -> FitResult:
     """Run ``num_steps`` SVI steps (default Adam(1e-2), ``Trace_ELBO(num_particles)``), compiled
-    in chunks of :data:`CHUNK` steps. Raises :class:`NonFiniteLossError` naming the first step
-    whose loss is NaN or infinite.
+    in chunks of :data:`CHUNK` steps, from ``init_params`` (constrained values, e.g. a previous
+    ``FitResult.params``) when given. Raises :class:`NonFiniteLossError` at the first step whose
+    loss or updated parameters are NaN or infinite, carrying the last state with a finite loss.
     """
     optim = optim if optim is not None else numpyro.optim.Adam(1e-2)
     loss = loss if loss is not None else Trace_ELBO(num_particles=num_particles)
     svi = SVI(model, guide, optim, loss)
-    state = svi.init(jax.random.PRNGKey(seed), *args, **kwargs)
+    state = svi.init(jax.random.PRNGKey(seed), *args, init_params=init_params, **kwargs)
 
-    @partial(jax.jit, static_argnums=1)
-    def run_chunk(state, length: int):
-        return jax.lax.scan(lambda s, _: svi.update(s, *args, **kwargs), state, None, length=length)
+    def step(carry, i):
+        """One update. At the first unhealthy step (loss or new parameters not finite) ``good``
+        keeps the last state whose loss was finite: this step's when only its update failed."""
+        state, prev, good, bad = carry
+        new_state, value = svi.update(state, *args, **kwargs)
+        finite = jnp.isfinite(value)
+        healthy = finite
+        for p in jax.tree.leaves(svi.optim.get_params(new_state.optim_state)):
+            healthy &= jnp.isfinite(p).all()
+        first = (bad < 0) & ~healthy
+        bad = jnp.where(first, i, bad)
+        pick = jax.tree.map(lambda a, b: jnp.where(finite, a, b), state, prev)
+        good = jax.tree.map(lambda a, b: jnp.where(first, a, b), pick, good)
+        return (new_state, state, good, bad), value
+
+    @partial(jax.jit, static_argnums=2)
+    def run_chunk(state, prev, length: int):
+        carry = (state, prev, state, jnp.int32(-1))
+        (state, prev, good, bad), values = jax.lax.scan(step, carry, jnp.arange(length, dtype=jnp.int32))
+        return state, prev, good, bad, values
 
     losses: list[float] = []
+    prev = state
     with tqdm(total=num_steps, disable=not progress_bar, desc="SVI") as bar:
         while len(losses) < num_steps:
-            new_state, chunk = run_chunk(state, min(CHUNK, num_steps - len(losses)))
-            chunk = np.asarray(chunk)
-            bad = np.flatnonzero(~np.isfinite(chunk))
-            if bad.size:
-                raise NonFiniteLossError.at_step(len(losses) + int(bad[0]), float(chunk[bad[0]]), None)
-            state = new_state
+            state, prev, good, bad, chunk = run_chunk(state, prev, min(CHUNK, num_steps - len(losses)))
+            chunk, bad = np.asarray(chunk), int(bad)
+            if bad >= 0:
+                losses.extend(chunk[:bad].tolist())
+                params = svi.get_params(good)
+                raise NonFiniteLossError.at_step(
+                    len(losses), float(chunk[bad]), None, params=params, state=good, losses=losses
+                )
             losses.extend(chunk.tolist())
             bar.update(len(chunk))
             bar.set_postfix(loss=f"{chunk[-1]:.4g}")

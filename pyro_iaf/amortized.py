@@ -26,13 +26,13 @@ from pyro import poutine
 from pyro.distributions.transforms import AffineTransform
 from pyro.distributions.util import sum_rightmost
 from pyro.infer.autoguide import AutoGuide
-from pyro.infer.autoguide.initialization import InitMessenger, init_to_median
+from pyro.infer.autoguide.initialization import InitMessenger, init_to_median, init_to_sample
 from pyro.poutine.util import site_is_subsample
 from pyro.util import ignore_jit_warnings
 from torch import nn
 from torch.distributions import biject_to
 
-from .autoguide import AutoIAFNormal, initial_contraction
+from .autoguide import AutoIAFNormal, initial_contraction, with_feasible_fallback
 from .transforms import IAF
 
 __all__ = ["AutoAmortizedIAF", "MLPEncoder"]
@@ -147,14 +147,15 @@ class AutoAmortizedIAF(AutoGuide):
         init_loc_fn: Callable | None = None,
         init_scale: float = 0.1,
         affine_first: bool = False,
-        prefix: str = "auto",
+        prefix: str | None = None,
     ) -> None:
         if init_scale <= 0:
             raise ValueError(f"init_scale must be positive; got {init_scale}")
         if context_dim < 0:
             raise ValueError(f"context_dim must be >= 0; got {context_dim}")
         super().__init__(model)
-        self._pyro_name = prefix
+        if prefix is not None:  # Pyro's own autoguides are named by their class
+            self._pyro_name = prefix
         self.encoder_input_fn = encoder_input_fn
         self._user_encoder = (encoder,)  # a tuple: not registered twice as a submodule
         self.num_flows, self.context_dim = num_flows, context_dim
@@ -162,7 +163,9 @@ class AutoAmortizedIAF(AutoGuide):
         self.encoder_hidden_dims = tuple(encoder_hidden_dims)
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
         self.affine_first = affine_first
-        self.init_loc_fn = init_to_median if init_loc_fn is None else init_loc_fn
+        self.init_loc_fn = with_feasible_fallback(init_to_median if init_loc_fn is None else init_loc_fn)
+        # per-call traces read only indices and data: latents from the prior, or feasible points
+        self._traced_model = InitMessenger(with_feasible_fallback(init_to_sample))(model)
         self._init_scale = init_scale
         self._full_plate = False
 
@@ -192,7 +195,6 @@ class AutoAmortizedIAF(AutoGuide):
                 gate_bias=self.gate_bias,
                 init_loc_fn=self.init_loc_fn,
                 init_scale=self._init_scale,
-                prefix=f"{self._pyro_name}_global",
             )
         frame = self.plate_frame
         if frame is None:
@@ -261,7 +263,7 @@ class AutoAmortizedIAF(AutoGuide):
         if torch._C._get_tracing_state() or _call_key(args, kwargs) == self._call_key:
             return
         with poutine.block(), torch.no_grad(), pyro.validation_enabled(False):
-            trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+            trace = poutine.trace(self._traced_model).get_trace(*args, **kwargs)
         self._inspect(trace, args, kwargs)
 
     # -- the data of the current elements -------------------------------------------------------
@@ -297,7 +299,7 @@ class AutoAmortizedIAF(AutoGuide):
                     return pyro.plate(frame.name, full, subsample_size=size, dim=frame.dim), None
             size = full if (self._full_plate or not self.subsampled) else min(self.subsample_size, full)
             return pyro.plate(frame.name, full, subsample_size=size, dim=frame.dim), None
-        model = self.model
+        model = self._traced_model
         if self._full_plate and self.subsampled:
             model = poutine.condition(model, data={frame.name: torch.arange(self.full_size)})
         with poutine.block(), torch.no_grad(), pyro.validation_enabled(False):

@@ -22,6 +22,29 @@ from .transforms import IAF
 __all__ = ["AutoIAFNormal"]
 
 
+def feasible_point(fn: dist.Distribution) -> torch.Tensor:
+    """A point of ``fn``'s support without sampling: unconstrained zeros mapped by ``biject_to``."""
+    transform = biject_to(fn.support)
+    value = transform(torch.zeros(transform.inverse_shape(fn.batch_shape + fn.event_shape)))
+    value._pyro_custom_init = False
+    return value
+
+
+def with_feasible_fallback(init_loc_fn: Callable) -> Callable:
+    """``init_loc_fn``, falling back to :func:`feasible_point` for sites that cannot be sampled
+    (``ImproperUniform``: Pyro's own ``init_to_median`` and ``init_to_feasible`` raise there)."""
+
+    def init(site: dict | None = None):
+        if site is None:
+            return init
+        try:
+            return init_loc_fn(site)
+        except NotImplementedError:
+            return feasible_point(site["fn"])
+
+    return init
+
+
 def initial_contraction(num_flows: int, gated: bool, gate_bias: float) -> float:
     """How much a fresh flow shrinks its input: ``sigmoid(gate_bias) ** K`` (1 for affine)."""
     return 1 / (1 + math.exp(-gate_bias)) ** num_flows if gated else 1.0
@@ -35,7 +58,10 @@ class AutoIAFNormal(AutoContinuous):
     ``init_scale`` divided by the fresh flow's contraction, so the first posterior has mean
     ``init_loc`` and standard deviations ``init_scale``. Unlike Pyro's built-in, ``median`` and
     ``quantiles`` work (Monte Carlo), ``init_loc_fn`` is honoured, and one latent dimension is
-    fine. Pyro's spellings ``hidden_dim`` and ``num_transforms`` are accepted.
+    fine. Pyro's spellings ``hidden_dim`` and ``num_transforms`` are accepted. As in Pyro's own
+    autoguides, parameters are ``{prefix}.loc``, ``{prefix}.scale``, ``{prefix}.flow$$$...`` and the
+    latent site ``_{prefix}_latent``, with ``prefix`` defaulting to the class name; sites that
+    cannot be sampled (``ImproperUniform``) start at a feasible point.
 
     Example:
         >>> guide = AutoIAFNormal(model)
@@ -57,7 +83,7 @@ class AutoIAFNormal(AutoContinuous):
         gate_bias: float = 2.0,
         init_loc_fn: Callable = init_to_median,
         init_scale: float = 0.1,
-        prefix: str = "auto",
+        prefix: str | None = None,
         hidden_dim: Sequence[int] | int | None = None,
         num_transforms: int | None = None,
         create_plates: Callable | None = None,
@@ -69,10 +95,11 @@ class AutoIAFNormal(AutoContinuous):
         self.num_flows = num_transforms if num_transforms is not None else num_flows
         self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
-        self._init_scale, self.prefix = init_scale, prefix
-        super().__init__(model, init_loc_fn=init_loc_fn)
+        self._init_scale = init_scale
+        super().__init__(model, init_loc_fn=with_feasible_fallback(init_loc_fn))
         self.create_plates = create_plates
-        self._pyro_name = prefix
+        if prefix is not None:  # Pyro's own autoguides are named by their class
+            self._pyro_name = prefix
 
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_prototype(self, *args, **kwargs) -> None:

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import pyro
 import torch
+from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
+from pyro.infer.util import torch_item, zero_grads
 from tqdm.auto import tqdm
 
 from .checks import NonFiniteLossError
@@ -36,29 +38,42 @@ def fit(
     seed: int = 0,
     progress_bar: bool = True,
     loss=None,
+    init_params: dict | None = None,
     **kwargs,
 ) -> FitResult:
-    """Run ``num_steps`` SVI steps (default Adam(1e-2), ``Trace_ELBO`` with vectorized particles).
+    """Run ``num_steps`` SVI steps (default Adam(1e-2), ``Trace_ELBO`` with vectorized particles)
+    from ``init_params`` (constrained values, e.g. a previous ``FitResult.params``) when given.
 
-    Raises :class:`NonFiniteLossError` naming the step when the loss becomes NaN or infinite.
+    Raises :class:`NonFiniteLossError` at the first step whose loss or updated parameters are NaN
+    or infinite, with the param store set back to the last point whose loss was finite.
     """
     pyro.set_rng_seed(seed)
     optim = optim if optim is not None else pyro.optim.Adam({"lr": 1e-2})
     if loss is None:
         loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1)
     svi = SVI(model, guide, optim, loss)
+    if init_params is not None:
+        _load_params(svi, init_params, args, kwargs)
+        pyro.set_rng_seed(seed)
     losses: list[float] = []
+    previous = None  # the param store before the last finite step: optimizers update in place
     with tqdm(range(num_steps), disable=not progress_bar, desc="SVI") as bar:
         for step in bar:
             lr = getattr(optim, "pt_optim_args", {}).get("lr")
             try:
-                value = svi.step(*args, **kwargs)
+                value, params = _loss_and_grads(svi, args, kwargs)
             except ValueError as error:  # validation saw NaN/Inf values before the loss did
-                if "invalid values" not in str(error) and _all_params_finite():
+                if "invalid values" not in str(error):
                     raise
-                raise NonFiniteLossError.at_step(step, math.nan, lr) from error
-            if not math.isfinite(value):
-                raise NonFiniteLossError.at_step(step, value, lr)
+                raise _error(step, math.nan, lr, previous or _snapshot(), losses) from error
+            before = _snapshot()
+            if not math.isfinite(value):  # the loss at `before` failed: go back one more step
+                raise _error(step, value, lr, previous or before, losses)
+            svi.optim(params)
+            zero_grads(params)
+            if not _all_params_finite():  # only the update failed
+                raise _error(step, value, lr, before, losses)
+            previous = before
             losses.append(value)
             if step % 100 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
@@ -66,5 +81,47 @@ def fit(
     return FitResult(params, losses, pyro.get_param_store().get_state())
 
 
+def _loss_and_grads(svi: SVI, args, kwargs) -> tuple[float, set]:
+    """``SVI.step`` up to the update: the loss, with gradients on the parameters it used."""
+    with poutine.trace(param_only=True) as capture:
+        value = svi.loss_and_grads(svi.model, svi.guide, *args, **kwargs)
+    params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+    return torch_item(value), params
+
+
 def _all_params_finite() -> bool:
-    return all(bool(torch.isfinite(v).all()) for v in pyro.get_param_store().values())
+    return all(bool(torch.isfinite(v).all()) for v in pyro.get_param_store()._params.values())
+
+
+def _snapshot() -> dict:
+    """A copy of the param store's state (unconstrained values and constraints)."""
+    return _copy(pyro.get_param_store().get_state())
+
+
+def _copy(state: dict) -> dict:
+    params = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in state["params"].items()}
+    return {"params": params, "constraints": dict(state["constraints"])}
+
+
+def _error(step: int, value: float, lr, state: dict, losses: list) -> NonFiniteLossError:
+    """The error for ``step``, with the param store set back to the finite ``state``."""
+    store = pyro.get_param_store()
+    store.set_state(_copy(state))
+    params = {k: v.detach().clone() for k, v in store.items()}
+    return NonFiniteLossError.at_step(step, value, lr, params=params, state=state, losses=losses)
+
+
+def _load_params(svi: SVI, init_params: dict, args, kwargs) -> None:
+    """Set the constrained ``init_params`` in the param store, creating the model's and guide's
+    parameters first (one loss evaluation) so that each keeps its constraint."""
+    store = pyro.get_param_store()
+    if any(k not in store for k in init_params):
+        svi.evaluate_loss(*args, **kwargs)
+    unknown = sorted(k for k in init_params if k not in store)
+    if unknown:
+        raise ValueError(
+            f"fit: init_params has {unknown}, which are not parameters of this model and guide "
+            f"(they have {sorted(store.keys())}). Pass a previous FitResult.params or error.params."
+        )
+    for name, value in init_params.items():
+        store[name] = torch.as_tensor(value).detach().clone()

@@ -249,9 +249,10 @@ def _log_q_pyro(backend, guide, x, eps):
     brute = -0.5 * (eps**2).sum(-1) - 1.5 * math.log(2 * math.pi) - torch.linalg.slogdet(blocks)[1]
     with torch.no_grad():
         z = unconstrained(eps)
-        trace = p.poutine.trace(p.poutine.condition(guide, data={"_auto_local_latent": z})).get_trace(x)
+        latent = "_AutoAmortizedIAF_local_latent"  # Pyro names autoguide sites by the class
+        trace = p.poutine.trace(p.poutine.condition(guide, data={latent: z})).get_trace(x)
     trace.compute_log_prob()
-    lp = sum(trace.nodes[n]["log_prob"] for n in ("_auto_local_latent", "a", "s"))
+    lp = sum(trace.nodes[n]["log_prob"] for n in (latent, "a", "s"))
     return backend.numpy(lp), backend.numpy(brute)
 
 

@@ -1,0 +1,95 @@
+"""``fit`` never loses work: a NaN or overflow raises with the last finite point, and
+``fit(..., init_params=error.params)`` resumes from it (both backends)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_conformance import Ns
+
+WALL = 0.9  # the model's log density is NaN for w > WALL; its optimum is w = 0.8
+
+
+def _walled_model(P: Ns):
+    """``x ~ N(0, 1)``, ``y = 1 ~ N(x, 1)`` (posterior N(0.5, 0.5)), and a parameter ``w`` with
+    log density ``-50 (w - 0.8)^2`` that becomes NaN past :data:`WALL`."""
+    nan = P.array(np.nan)
+
+    def model(y):
+        x = P.ppl.sample("x", P.dist.Normal(0.0, 1.0))
+        P.ppl.sample("y", P.dist.Normal(x, 1.0), obs=y)
+        w = P.ppl.param("w", P.array(0.0))
+        P.ppl.factor("wall", -50.0 * (w - 0.8) ** 2 + P.ops.where(w > WALL, nan, 0.0 * w))
+
+    return model, (P.array(1.0),)
+
+
+def _arrays(backend, params: dict) -> list[np.ndarray]:
+    """Every parameter array (NumPyro's flow parameters are a pytree)."""
+    if backend.name == "pyro":
+        return [backend.numpy(v) for v in params.values()]
+    import jax
+
+    return [np.asarray(v) for v in jax.tree.leaves(params)]
+
+
+def _fit(backend, model, guide, args, lr, steps, **kwargs):
+    import importlib
+
+    optim = importlib.import_module(f"{backend.name}.optim")
+    adam = optim.Adam({"lr": lr}) if backend.name == "pyro" else optim.Adam(lr)
+    return backend.pkg.fit(model, guide, *args, optim=adam, num_steps=steps, progress_bar=False, **kwargs)
+
+
+def test_nan_keeps_the_last_finite_point_and_resume_finishes(backend):
+    P = Ns(backend.name)
+    model, args = _walled_model(P)
+    guide = backend.pkg.AutoIAFNormal(model)
+    # Adam moves w by ~lr per step: 0 -> 0.5 -> ~1.0 > WALL, whose loss is NaN (step 2)
+    with pytest.raises(
+        backend.pkg.NonFiniteLossError, match=r"loss became nan at step 2\b.*error\.params"
+    ) as info:
+        _fit(backend, model, guide, args, lr=0.5, steps=300)
+    error = info.value
+    assert error.step == 2 and len(error.losses) == 2 and np.isfinite(error.losses).all()
+    w = float(backend.numpy(error.params["w"]) if backend.name == "pyro" else error.params["w"])
+    assert 0.4 < w < 0.6, w  # the point of step 1 (its loss was finite), not the NaN one
+    assert all(np.isfinite(v).all() for v in _arrays(backend, error.params))
+    # resume with a smaller step size: w settles at its optimum, x at its posterior median
+    result = _fit(backend, model, guide, args, lr=1e-2, steps=600, init_params=error.params)
+    assert np.isfinite(result.losses).all()
+    w = float(backend.numpy(result.params["w"]) if backend.name == "pyro" else result.params["w"])
+    assert abs(w - 0.8) < 0.03, w
+    median = backend.median(guide, result.params, args)["x"]
+    assert abs(float(median) - 0.5) < 0.2, median
+
+
+def test_pyro_nan_loss_without_validation_keeps_the_step_before():
+    """With validation off Pyro reports the NaN as the loss, not as a ValueError: same point kept."""
+    import pyro
+    from backends import PyroAdapter
+
+    backend = PyroAdapter()
+    pyro.clear_param_store()
+    model, args = _walled_model(Ns("pyro"))
+    with (
+        pyro.validation_enabled(False),
+        pytest.raises(backend.pkg.NonFiniteLossError, match="at step 2") as info,
+    ):
+        _fit(backend, model, backend.pkg.AutoIAFNormal(model), args, lr=0.5, steps=300)
+    assert 0.4 < float(info.value.params["w"]) < 0.6
+    assert abs(float(pyro.param("w")) - float(info.value.params["w"])) < 1e-7  # the store is set back
+
+
+def test_overflow_keeps_the_initial_point(backend):
+    """lr=1e25: the first update sends every parameter to ~1e25 (finite), whose loss overflows;
+    the point kept is the last one with a finite loss, the initial one."""
+    P = Ns(backend.name)
+    model, args = _walled_model(P)
+    guide = backend.pkg.AutoIAFNormal(model)
+    with pytest.raises(backend.pkg.NonFiniteLossError, match=r"at step 1\b") as info:
+        _fit(backend, model, guide, args, lr=1e25, steps=5)
+    w = info.value.params["w"]
+    assert float(np.asarray(backend.numpy(w) if backend.name == "pyro" else w)) == 0.0
+    assert all(np.isfinite(v).all() and np.abs(v).max() < 10 for v in _arrays(backend, info.value.params))
+    assert len(info.value.losses) == 1 and np.isfinite(info.value.losses[0])
