@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: venv demo test test-slow bench lint clean
+.PHONY: venv demo test test-slow bench lint docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ test-slow: venv
 
 bench: venv
 	$(PY) -m models.bench_autoguide --out results/bench --resume
+
+docs: venv  # strict: any warning, broken cross-reference or broken internal link fails the build
+	$(PY) -m sphinx -b html -W --keep-going -n -q docs docs/_build/html
+	@echo "Open docs/_build/html/index.html"
 
 lint: venv
 	$(PY) -m ruff check .
