@@ -1,0 +1,33 @@
+"""Every script in ``examples/`` runs at its ``--smoke`` size and prints measured numbers.
+
+The scripts run in this process (``runpy``), one after another, so they share the imports and
+JAX's cache of compiled operations; each is a separate test for ``--durations``.
+"""
+
+from __future__ import annotations
+
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+def test_examples_exist_and_are_in_the_docs():
+    assert len(EXAMPLES) >= 5
+    gallery = (ROOT / "docs" / "examples" / "index.md").read_text()
+    for path in EXAMPLES:
+        assert path.stem in gallery, f"{path.name} is not listed in docs/examples/index.md"
+        assert "--smoke" in path.read_text(), f"{path.name} has no --smoke size for the test suite"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_runs(path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [str(path), "--smoke"])
+    runpy.run_path(str(path), run_name="__main__")
+    out = capsys.readouterr().out
+    assert re.search(r"\d+\.\d+", out), f"{path.name} printed no measured number:\n{out}"
