@@ -40,7 +40,8 @@ def pyro_model(y):
 def main(smoke: bool = False) -> None:
     steps = 100 if smoke else 2000
     guide = numpyro_iaf.AutoIAFNormal(numpyro_model)
-    result = numpyro_iaf.fit(numpyro_model, guide, jnp.asarray(data), num_steps=steps, seed=0, progress_bar=False)
+    y_jax = jnp.asarray(data)
+    result = numpyro_iaf.fit(numpyro_model, guide, y_jax, num_steps=steps, seed=0, progress_bar=False)
     state = numpyro_iaf.export_guide_params(guide, result.params)   # {"sites", "loc", "scale", "flow"}
     print(f"NumPyro fit, {steps} steps; exported sites {state['sites']}")
 
@@ -54,12 +55,15 @@ def main(smoke: bool = False) -> None:
         print(f"median {name:5s}: NumPyro {float(a[name]):.4f}, Pyro {float(b[name]):.4f}")
     print("(medians are Monte Carlo: 4000 draws, each backend with its own random stream)")
     eps = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
-    z_numpyro = np.asarray(guide.get_transform(result.params)(jnp.asarray(eps)))  # loc + scale * IAF(eps)
+    z_numpyro = np.asarray(guide.get_transform(result.params)(jnp.asarray(eps)))  # loc + scale * IAF
     z_pyro = twin.get_transform()(torch.from_numpy(eps)).detach().numpy()
-    print(f"same transform in both backends: max |z_numpyro - z_pyro| = {np.abs(z_numpyro - z_pyro).max():.1e}")
+    diff = np.abs(z_numpyro - z_pyro).max()
+    print(f"same transform in both backends: max |z_numpyro - z_pyro| = {diff:.1e}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     main(parser.parse_args().smoke)

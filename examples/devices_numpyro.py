@@ -54,12 +54,16 @@ def main(smoke: bool = False) -> None:
         jax.block_until_ready(loss)
         ms = (time.perf_counter() - start) / (steps - 1) * 1e3
         results[name] = float(loss)
-        print(f"{name:22s}: {steps} steps on N={n} rows, {ms:.2f} ms/step, final loss {float(loss):.3f}")
+        print(f"{name:22s}: {steps} steps on N={n} rows, {ms:.2f} ms/step, "
+              f"final loss {float(loss):.3f}")
     a, b = results.values()
-    print(f"sharded vs one device, final loss: |difference| = {abs(a - b):.2e} (relative {abs(a - b) / abs(a):.1e})")
+    print(f"sharded vs one device, final loss: |difference| = {abs(a - b):.2e} "
+          f"(relative {abs(a - b) / abs(a):.1e})")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     main(parser.parse_args().smoke)

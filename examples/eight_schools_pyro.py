@@ -36,9 +36,11 @@ def main(smoke: bool = False) -> None:
     steps = 100 if smoke else 3000
     loss = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
     result = fit(model, guide, sigma, y, num_steps=steps, loss=loss, seed=0, progress_bar=False)
-    print(f"steps {steps}: ELBO (mean of the last 100 steps) {-sum(result.losses[-100:]) / 100:.2f}")
+    last = result.losses[-100:]
+    print(f"steps {steps}: ELBO (mean of the last 100 steps) {-sum(last) / len(last):.2f}")
 
-    elbo = Trace_ELBO(num_particles=1000, vectorize_particles=True, max_plate_nesting=1).loss(model, guide, sigma, y)
+    big = Trace_ELBO(num_particles=1000, vectorize_particles=True, max_plate_nesting=1)
+    elbo = big.loss(model, guide, sigma, y)
     print(f"ELBO (1000 draws): {-elbo:.2f}")
     median = guide.median(sigma, y)                    # Monte Carlo, 4000 draws, seed 0
     interval = guide.quantiles([0.05, 0.95], sigma, y)  # {site: [2, ...]}
@@ -52,6 +54,8 @@ def main(smoke: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     main(parser.parse_args().smoke)

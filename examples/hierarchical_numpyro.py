@@ -41,13 +41,16 @@ def main(smoke: bool = False) -> None:
     draws = guide.sample_posterior(jax.random.PRNGKey(1), result.params, y, None, sample_shape=(1000,))
     post_prec = 1 / 10.0**2 + n / 2.0                   # exact posterior of mu
     exact_mean, exact_sd = float(y.sum()) / 2.0 / post_prec, post_prec**-0.5
-    print(f"E[mu | y]: fitted {float(draws['mu'].mean()):.4f} +- {float(draws['mu'].std()):.4f} (sd), "
+    mu = draws["mu"]
+    print(f"E[mu | y]: fitted {float(mu.mean()):.4f} +- {float(mu.std()):.4f} (sd), "
           f"exact {exact_mean:.4f} +- {exact_sd:.4f}")
-    print(f"theta draws: {tuple(draws['theta'].shape)}; "
-          f"RMS error of E[theta_i | y] vs truth: {float(jnp.sqrt(jnp.mean((draws['theta'].mean(0) - theta_true) ** 2))):.3f}")
+    rms = float(jnp.sqrt(jnp.mean((draws["theta"].mean(0) - theta_true) ** 2)))
+    print(f"theta draws: {tuple(draws['theta'].shape)}; RMS error of E[theta_i | y] vs truth: {rms:.3f}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     main(parser.parse_args().smoke)

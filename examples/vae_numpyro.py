@@ -44,7 +44,7 @@ def main(smoke: bool = False, plot: str | None = None) -> None:
     svi = SVI(model, guide, numpyro.optim.Adam(3e-3), Trace_ELBO())
     state = svi.init(jax.random.PRNGKey(0), train[:batch])
     update = jax.jit(svi.update)
-    for epoch in range(epochs):
+    for _ in range(epochs):
         for i in rng.permutation(len(train) // batch):
             state, loss = update(state, train[i * batch:(i + 1) * batch])
     params = svi.get_params(state)
@@ -55,8 +55,8 @@ def main(smoke: bool = False, plot: str | None = None) -> None:
     if plot:
         import matplotlib.pyplot as plt
         z = jax.random.normal(jax.random.PRNGKey(2), (32, Z))
-        probs = jax.nn.sigmoid(jax.nn.elu(z @ params["dec_w1"] + params["dec_b1"]) @ params["dec_w2"]
-                               + params["dec_b2"])
+        hidden = jax.nn.elu(z @ params["dec_w1"] + params["dec_b1"])
+        probs = jax.nn.sigmoid(hidden @ params["dec_w2"] + params["dec_b2"])
         fig, axes = plt.subplots(4, 8, figsize=(6, 3))
         for ax, p in zip(axes.flat, np.asarray(probs)):
             ax.imshow(p.reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
@@ -67,7 +67,9 @@ def main(smoke: bool = False, plot: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     parser.add_argument("--plot", default=None, help="PNG of decoded prior samples")
     args = parser.parse_args()

@@ -26,12 +26,14 @@ def _pyro_globs(amortized: bool) -> dict:
     import torch
     from pyro.infer import SVI, Trace_ELBO
 
-    def global_model(x=torch.zeros(3)):
+    def global_model(x=None):
+        x = torch.zeros(3) if x is None else x
         mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
         with pyro.plate("data", len(x)):
             pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
 
-    def local_model(x=torch.zeros(3, 2)):
+    def local_model(x=None):
+        x = torch.zeros(3, 2) if x is None else x
         with pyro.plate("data", len(x)):
             z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
             pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
@@ -47,12 +49,14 @@ def _numpyro_globs(amortized: bool) -> dict:
     import numpyro.distributions as dist
     from numpyro.infer import SVI, Trace_ELBO
 
-    def global_model(x=jnp.zeros(3)):
+    def global_model(x=None):
+        x = jnp.zeros(3) if x is None else x
         mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
         with numpyro.plate("data", len(x)):
             numpyro.sample("x", dist.Normal(mu, 1.0), obs=x)
 
-    def local_model(x=jnp.zeros((3, 2))):
+    def local_model(x=None):
+        x = jnp.zeros((3, 2)) if x is None else x
         with numpyro.plate("data", len(x)):
             z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
             numpyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)

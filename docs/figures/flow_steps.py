@@ -10,7 +10,6 @@ after step 2 (the flow's output u); z = loc + scale * u beside exact draws of th
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import numpyro
