@@ -29,7 +29,7 @@ bench: venv
 	$(PY) -m models.bench_autoguide --out results/bench --resume
 
 docs: venv  # strict: any warning, broken cross-reference or broken internal link fails the build
-	$(PY) -m sphinx -b html -W --keep-going -n -q docs docs/_build/html
+	$(PY) -m sphinx -b html -E -W --keep-going -n -q docs docs/_build/html
 	@echo "Open docs/_build/html/index.html"
 
 lint: venv

@@ -1,7 +1,9 @@
 """Every script in ``examples/`` runs at its ``--smoke`` size and prints measured numbers.
 
 The scripts run in this process (``runpy``), one after another, so they share the imports and
-JAX's cache of compiled operations; each is a separate test for ``--durations``.
+JAX's cache of compiled operations; each is a separate test for ``--durations``. XLA's
+optimization passes are off while they run: a smoke run checks that a script works, not its
+speed, and most of its time is compilation.
 """
 
 from __future__ import annotations
@@ -15,6 +17,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compilation():
+    import jax
+
+    before = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
 
 
 def test_examples_exist_and_are_in_the_docs():
