@@ -39,3 +39,14 @@ def test_every_public_name_has_an_api_entry(site, package):
     ids = set(re.findall(r'id="([\w.]+)"', html))
     missing = [n for n in importlib.import_module(package).__all__ if f"{package}.{n}" not in ids]
     assert not missing, f"no API entry for {missing}"
+
+
+def test_readme_links_and_length():
+    """The README stays short, opens with the two set-up commands, and its links point at files."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    opening = text.split("```")[1]
+    assert "make demo" in opening and "make test" in opening
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if not target.startswith(("http://", "https://")):
+            assert (ROOT / target).exists(), f"README links to a missing file: {target}"
