@@ -1,5 +1,10 @@
 """Sphinx configuration: `make docs` builds docs/_build/html in strict mode (-W --keep-going -n).
 
+Why Sphinx (not MkDocs): it is what Pyro and NumPyro document themselves with, so their users know
+the layout; autodoc + napoleon read our Google-style docstrings (``Example:`` sections, ``>>>``)
+as they are; nitpicky mode turns every broken cross-reference into a build error. Theme: furo;
+Markdown pages through MyST (``dollarmath``/``amsmath`` for the equations).
+
 Offline by design: no intersphinx (references to torch/jax/pyro/numpyro types are left unlinked,
 see ``nitpick_ignore_regex``), MathJax 3 is copied into the site from the
 ``sphinx-mathjax-offline`` package instead of loaded from a CDN.
