@@ -139,6 +139,11 @@ TRUTH = {
     "eight_schools": [(0, 4.4)],
     "hierarchical_regression": [(0, 1.5), (1, np.log(0.6)), (14, np.log(0.8)), (15, -0.7)],
     "stochastic_volatility": [(0, -1.0), (1, np.log(0.95 / 0.05)), (2, np.log(0.25))],
+    "cox_process": [(0, np.log(1.0)), (1, 1.0)],
+    "brownian_motion": [(0, np.log(0.1)), (31, np.log(0.15))],
+    "horseshoe_regression": [(25, np.log(0.5))],
+    "hierarchical_logistic": [(0, -0.5), (1, 1.0), (2, -0.8)],
+    "ordinal_regression": [(0, 1.0), (1, -0.5), (2, 0.8), (3, 0.0), (4, 0.3)],
 }
 
 

@@ -22,7 +22,7 @@ from models.spec import ModelSpec, build_spec, data_digest, load_reference
 
 
 @lru_cache(maxsize=4)
-def irt_data(num_persons: int = 100, num_items: int = 20, seed: int = 0) -> np.ndarray:
+def irt_data(num_persons: int = 90, num_items: int = 20, seed: int = 0) -> np.ndarray:
     """Answers ``y [P, I]`` in {0, 1} (float64)."""
     if num_persons < 2 or num_items < 2:
         raise ValueError(f"item_response: need >= 2 persons and items; got {num_persons}, {num_items}")
@@ -44,7 +44,7 @@ def item_response_model(y) -> None:
     pyro.sample("y", dist.Bernoulli(logits=logits).to_event(2), obs=y)
 
 
-def item_response(num_persons: int = 100, num_items: int = 20, seed: int = 0) -> ModelSpec:
+def item_response(num_persons: int = 90, num_items: int = 20, seed: int = 0) -> ModelSpec:
     """Spec for the current backend: ``model(y)``; latent dim P + 2 I."""
     P, I = int(num_persons), int(num_items)
     y = irt_data(P, I, int(seed))
