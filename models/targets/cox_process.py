@@ -66,5 +66,5 @@ def cox_process(grid: int = 10, seed: int = 0) -> ModelSpec:
     config = {"grid": G, "seed": int(seed)}
     digest = data_digest(counts)
     ref = load_reference("cox_process", config, digest)
-    return build_spec("cox_process", cox_process_model, (counts, L, float(100.0 * area)), {},
+    return build_spec("cox_process", cox_process_model, (counts, L, np.asarray(100.0 * area)), {},
                       sites, ref, config, digest)

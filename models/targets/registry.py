@@ -46,7 +46,7 @@ MODELS: dict[str, Callable[..., ModelSpec]] = {
 
 #: models whose reference comes from ``models/targets/references/<name>.json`` (NUTS)
 NUTS_MODELS = ("eight_schools", "logistic_regression", "hierarchical_regression",
-               "stochastic_volatility", "cox_process", "brownian_motion", "item_response",
+               "stochastic_volatility", "cox_process", "item_response",
                "horseshoe_regression", "gp_classification", "hierarchical_logistic",
                "ordinal_regression")
 
