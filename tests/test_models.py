@@ -133,12 +133,31 @@ def test_exact_reference_matches_model_samples(name):
     assert abs(flat[:, 0].std() / ref.sd[0] - 1) < 0.03
 
 
+def test_brownian_reference_evidence_and_truth():
+    """The lattice evidence against plain Monte Carlo over the prior of the two log scales (the
+    locs integrated out exactly), and the posterior near the scales the data came from."""
+    from models.targets.brownian_motion import PRIOR_SD, TRUE, brownian_reference, log_marginal
+
+    ref = brownian_reference()
+    draws = PRIOR_SD * np.random.default_rng(1).standard_normal((2, 200_000))
+    log_lik = log_marginal(draws[0], draws[1])
+    mc = np.log(np.mean(np.exp(log_lik - log_lik.max()))) + log_lik.max()
+    assert abs(ref.log_evidence - mc) < 0.05, (ref.log_evidence, mc)
+    assert abs(ref.mean[0] - np.log(TRUE["innovation_scale"])) < 2 * ref.sd[0]
+    assert abs(ref.mean[-1] - np.log(TRUE["observation_scale"])) < 2 * ref.sd[-1]
+    assert 0.2 < ref.sd[-1] < 2.0 and ref.cov.shape == (32, 32)
+
+
 #: (site index, value) the NUTS posterior must be near, in posterior sds: published eight-schools
 #: mu mean 4.4, and the true parameters the regression / SV data were simulated from
 TRUTH = {
     "eight_schools": [(0, 4.4)],
     "hierarchical_regression": [(0, 1.5), (1, np.log(0.6)), (14, np.log(0.8)), (15, -0.7)],
     "stochastic_volatility": [(0, -1.0), (1, np.log(0.95 / 0.05)), (2, np.log(0.25))],
+    "cox_process": [(0, np.log(1.0)), (1, 1.0)],
+    "horseshoe_regression": [(25, np.log(0.5))],
+    "hierarchical_logistic": [(0, -0.5), (1, 1.0), (2, -0.8)],
+    "ordinal_regression": [(0, 1.0), (1, -0.5), (2, 0.8), (3, 0.0), (4, 0.3)],
 }
 
 

@@ -6,7 +6,7 @@ leaves the posterior unchanged), draws mapped to the flat unconstrained latent v
 centered model (``spec.sites`` order, ``biject_to(support).inv`` per site), summarized as mean,
 sd, quantiles and covariance, with settings, seed and diagnostics (split R-hat, ESS,
 divergences) in ``info``; written to ``models/targets/references/<name>.json``.
-Funnel, banana and linear_gaussian have exact references and need no file.
+Funnel, banana, linear_gaussian and brownian_motion have exact references and need no file.
 """
 
 from __future__ import annotations
@@ -22,19 +22,23 @@ from models.targets.funnel import QUANTILES
 from models.targets.registry import NUTS_MODELS, get_model
 
 #: sites sampled non-centered (``LocScaleReparam(0)``) per model
-REPARAM = {"eight_schools": ("theta",), "hierarchical_regression": ("intercepts",)}
+REPARAM = {"eight_schools": ("theta",), "hierarchical_regression": ("intercepts",),
+           "hierarchical_logistic": ("theta",)}
 DEFAULTS = {"num_chains": 4, "num_warmup": 1000, "num_samples": 2000, "seed": 0,
             "target_accept_prob": 0.9}
 #: per-model changes to ``DEFAULTS`` (fewer divergences; SV is the slow one, ~2 min on 2 cores)
 OVERRIDES = {
     "hierarchical_regression": {"target_accept_prob": 0.98},
     "stochastic_volatility": {"target_accept_prob": 0.98, "num_samples": 1000},
+    "cox_process": {"dense_mass": True},
+    "horseshoe_regression": {"target_accept_prob": 0.995},
 }
 
 
 def nuts_draws(name: str, num_chains: int, num_warmup: int, num_samples: int, seed: int,
-               target_accept_prob: float) -> tuple[object, np.ndarray, dict]:
-    """Spec (float64), unconstrained draws ``[chains, samples, latent_dim]`` and diagnostics."""
+               target_accept_prob: float, dense_mass: bool = False) -> tuple[object, np.ndarray, dict]:
+    """Spec (float64), unconstrained draws ``[chains, samples, latent_dim]`` and diagnostics.
+    ``dense_mass``: adapt a full mass matrix (strongly correlated posteriors)."""
     import jax
     import numpyro
     from numpyro.distributions.transforms import biject_to
@@ -48,7 +52,7 @@ def nuts_draws(name: str, num_chains: int, num_warmup: int, num_samples: int, se
         spec = get_model(name, backend="numpyro")
     config = {k: LocScaleReparam(0) for k in REPARAM.get(name, ())}
     kernel = NUTS(numpyro.handlers.reparam(spec.model, config=config),
-                  target_accept_prob=target_accept_prob)
+                  target_accept_prob=target_accept_prob, dense_mass=dense_mass)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                 chain_method="parallel" if jax.local_device_count() >= num_chains
                 else "sequential", progress_bar=False)

@@ -13,11 +13,18 @@ from collections.abc import Callable
 from models.api import backend as use_backend
 from models.spec import ModelSpec
 from models.targets.banana import banana
+from models.targets.brownian_motion import brownian_motion
+from models.targets.cox_process import cox_process
 from models.targets.eight_schools import eight_schools
 from models.targets.funnel import funnel
+from models.targets.gp_classification import gp_classification
+from models.targets.hierarchical_logistic import hierarchical_logistic
 from models.targets.hierarchical_regression import hierarchical_regression
+from models.targets.horseshoe_regression import horseshoe_regression
+from models.targets.item_response import item_response
 from models.targets.linear_gaussian import linear_gaussian
 from models.targets.logistic_regression import logistic_regression
+from models.targets.ordinal_regression import ordinal_regression
 from models.targets.stochastic_volatility import stochastic_volatility
 
 MODELS: dict[str, Callable[..., ModelSpec]] = {
@@ -28,11 +35,20 @@ MODELS: dict[str, Callable[..., ModelSpec]] = {
     "logistic_regression": logistic_regression,
     "hierarchical_regression": hierarchical_regression,
     "stochastic_volatility": stochastic_volatility,
+    "cox_process": cox_process,
+    "brownian_motion": brownian_motion,
+    "item_response": item_response,
+    "horseshoe_regression": horseshoe_regression,
+    "gp_classification": gp_classification,
+    "hierarchical_logistic": hierarchical_logistic,
+    "ordinal_regression": ordinal_regression,
 }
 
 #: models whose reference comes from ``models/targets/references/<name>.json`` (NUTS)
 NUTS_MODELS = ("eight_schools", "logistic_regression", "hierarchical_regression",
-               "stochastic_volatility")
+               "stochastic_volatility", "cox_process", "item_response",
+               "horseshoe_regression", "gp_classification", "hierarchical_logistic",
+               "ordinal_regression")
 
 
 def get_model(name: str, backend: str | None = None, **kwargs) -> ModelSpec:
