@@ -12,6 +12,8 @@ import pkgutil
 
 import pytest
 
+from models.api import bind, dist, ops, pyro
+
 PACKAGES = ("pyro_iaf", "numpyro_iaf")
 
 
@@ -20,49 +22,46 @@ def _modules(package: str) -> list[str]:
     return [package] + [f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)]
 
 
-def _pyro_globs(amortized: bool) -> dict:
-    import pyro
-    import pyro.distributions as dist
+def _global_model(x=None):
+    """``mu ~ N(0, 1)``, ``x_i ~ N(mu, 1)``: global latents for the ``AutoIAFNormal`` examples."""
+    x = ops.zeros(3) if x is None else x
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    with pyro.plate("data", len(x)):
+        pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+
+def _local_model(x=None):
+    """``z_i ~ N(0, I_2)``, ``x_i ~ N(z_i, I)``: a local latent per row for ``AutoAmortizedIAF``."""
+    x = ops.zeros((3, 2)) if x is None else x
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+
+def _pyro_globs() -> dict:
+    import pyro as native
+    import pyro.distributions as native_dist
     import torch
     from pyro.infer import SVI, Trace_ELBO
 
-    def global_model(x=None):
-        x = torch.zeros(3) if x is None else x
-        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
-        with pyro.plate("data", len(x)):
-            pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
-
-    def local_model(x=None):
-        x = torch.zeros(3, 2) if x is None else x
-        with pyro.plate("data", len(x)):
-            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
-            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
-
-    pyro.clear_param_store()
-    return {"pyro": pyro, "dist": dist, "torch": torch, "SVI": SVI, "Trace_ELBO": Trace_ELBO,
-            "model": local_model if amortized else global_model}
+    native.clear_param_store()
+    return {"pyro": native, "dist": native_dist, "torch": torch, "SVI": SVI, "Trace_ELBO": Trace_ELBO}
 
 
-def _numpyro_globs(amortized: bool) -> dict:
+def _numpyro_globs() -> dict:
     import jax.numpy as jnp
     import numpyro
-    import numpyro.distributions as dist
+    import numpyro.distributions as native_dist
     from numpyro.infer import SVI, Trace_ELBO
 
-    def global_model(x=None):
-        x = jnp.zeros(3) if x is None else x
-        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
-        with numpyro.plate("data", len(x)):
-            numpyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+    return {"numpyro": numpyro, "dist": native_dist, "jnp": jnp, "SVI": SVI, "Trace_ELBO": Trace_ELBO}
 
-    def local_model(x=None):
-        x = jnp.zeros((3, 2)) if x is None else x
-        with numpyro.plate("data", len(x)):
-            z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
-            numpyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
 
-    return {"numpyro": numpyro, "dist": dist, "jnp": jnp, "SVI": SVI, "Trace_ELBO": Trace_ELBO,
-            "model": local_model if amortized else global_model}
+def _globs(package: str, amortized: bool) -> dict:
+    """The framework's names plus ``model``, the write-once model bound to that backend."""
+    name = "pyro" if package == "pyro_iaf" else "numpyro"
+    globs = _pyro_globs() if name == "pyro" else _numpyro_globs()
+    return {**globs, "model": bind(_local_model if amortized else _global_model, name)}
 
 
 CASES = [(package, module) for package in PACKAGES for module in _modules(package)]
@@ -71,7 +70,7 @@ CASES = [(package, module) for package in PACKAGES for module in _modules(packag
 @pytest.mark.parametrize("package,module", CASES, ids=[m for _, m in CASES])
 def test_docstring_examples_run(package, module):
     mod = importlib.import_module(module)
-    globs = (_pyro_globs if package == "pyro_iaf" else _numpyro_globs)("amortized" in module)
+    globs = _globs(package, "amortized" in module)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     attempted = 0
     for test in doctest.DocTestFinder(exclude_empty=True).find(mod, module, globs=dict(vars(mod), **globs)):
