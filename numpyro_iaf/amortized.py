@@ -12,8 +12,8 @@ unit scale; ``affine_first=True`` puts them first, as the paper: ``z_0 = mu + si
 :class:`~numpyro_iaf.AutoIAFNormal` on the model with the local sites hidden; the two parts are
 independent, ``q = q(globals) prod_i q(z_i | x_i)``. See :class:`AutoAmortizedIAF`.
 
-The global part is centred: ``z = loc + scale * (IAF(eps) - IAF(0))``, so its ``loc`` carries the
-mean and the flow only shapes (see ``_CentredIAFNormal``).
+With ``centre_globals=True`` the global part is centred, ``z = loc + scale * (IAF(eps) - IAF(0))``:
+its ``loc`` carries the mean and the flow only shapes (see ``_CentredIAFNormal``).
 """
 
 from __future__ import annotations
@@ -142,12 +142,11 @@ class AutoAmortizedIAF(AutoGuide):
     ``z = mu + sigma * IAF_h(eps)`` per element, the concatenated unconstrained local latents
     ``[B, D]``, sampled inside the same plate with the same subsample indices (so NumPyro scales
     them by ``N / B``). Global latents: :class:`AutoIAFNormal` (``num_flows``, ``hidden_dims``,
-    ``skip``, ``gated``, ``gate_bias``, ``init_loc_fn``, ``init_scale`` apply to both parts),
-    centred: ``z = loc + scale * (IAF(eps) - IAF(0))``, so that ``loc`` carries the mean (the same
-    family; uncentred, Adam let the flow carry it and the final iterate's mean jittered by ~1
-    posterior sd, see ``_CentredIAFNormal``); ``centre_globals=False`` gives the uncentred part,
-    whose mean travels faster (the flow carries it) where a short budget with a decaying learning
-    rate must cover a long way (see :doc:`/guide/local_latents`). The default ``init_loc_fn`` is
+    ``skip``, ``gated``, ``gate_bias``, ``init_loc_fn``, ``init_scale`` apply to both parts).
+    ``centre_globals=True`` centres that part, ``z = loc + scale * (IAF(eps) - IAF(0))``, so that
+    ``loc`` carries the mean (the same family; see ``_CentredIAFNormal``): at a constant learning
+    rate the final iterate's mean jitters less, but it travels only ~``lr`` per step, where the
+    uncentred flow carries it faster (see :doc:`/guide/local_latents`). The default ``init_loc_fn`` is
     :func:`~numpyro_iaf.amortized.init_to_global_median`: ``init_to_median`` with 1001 prior draws
     for unplated sites.
     ``affine_first=True``: ``z = IAF_h(mu + sigma * eps)`` instead (the paper's order; the flow
@@ -190,7 +189,7 @@ class AutoAmortizedIAF(AutoGuide):
         init_loc_fn: Callable | None = None,
         init_scale: float = 0.1,
         affine_first: bool = False,
-        centre_globals: bool = True,
+        centre_globals: bool = False,
         prefix: str | None = None,
     ) -> None:
         if init_scale <= 0:
