@@ -57,7 +57,7 @@ napoleon_numpy_docstring = False
 # Offline build: no inventories for the frameworks, so their types in signatures stay plain text.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(torch|jax|jaxlib|numpy|np|pyro|numpyro|optax|flax|collections|typing|builtins)(\..*)?"),
+    (r"py:.*", r"(torch|jax|jnp|jaxlib|numpy|np|pyro|numpyro|optax|flax|collections|typing|builtins)(\..*)?"),
     (r"py:class", r"(Callable|Sequence|Iterable|Mapping|Any|Array|ArrayLike|Tensor|PRNGKey|optional)"),
     (r"py:class", r"(int|float|bool|str|dict|list|tuple|object|None|NoneType|type)"),
     (r"py:.*", r"(TransformModule|Transform|AutoContinuous|AutoGuide|PyroModule|Module|Distribution)"),

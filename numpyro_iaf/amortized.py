@@ -245,6 +245,7 @@ class AutoAmortizedIAF(AutoGuide):
                 gate_bias=self.gate_bias,
                 init_loc_fn=self.init_loc_fn,
                 init_scale=self._init_scale,
+                stl=False,  # measured without it (models.bench.globals); not re-measured with it
                 prefix=f"{self.prefix}_global",
             )
         self.plate_name = None if frame is None else frame.name

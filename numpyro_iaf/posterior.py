@@ -43,7 +43,7 @@ def known_inverse(flow: IAF, params, u: jnp.ndarray, eps: jnp.ndarray) -> jnp.nd
 
 class IAFPosterior(dist.TransformedDistribution):
     """``eps ~ N(0, I_D)``, ``z = loc + scale * flow(eps)``; ``log_prob`` of a draw made by
-    :meth:`sample_with_intermediates` reuses its ``eps``.
+    ``sample_with_intermediates`` reuses its ``eps``.
 
     With ``stl=True`` that ``log_prob`` has the same value but differentiates only through ``z``
     (the parameters of ``q`` enter stopped): the path-derivative ELBO gradient, which drops the

@@ -240,6 +240,7 @@ class AutoAmortizedIAF(AutoGuide):
                 gate_bias=self.gate_bias,
                 init_loc_fn=self.init_loc_fn,
                 init_scale=self._init_scale,
+                stl=False,  # measured without it (models.bench.globals); not re-measured with it
             )
         frame = self.plate_frame
         if frame is None:

@@ -175,7 +175,8 @@ class AutoIAFNormal(AutoContinuous):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         stl = default_stl(self.latent_dim) if self.stl is None else self.stl
-        return IAFPosterior(self.flow, self.loc, self.scale, stl=stl)
+        flow, affine = self._transforms()
+        return IAFPosterior(flow, affine.loc, affine.scale, stl=stl)
 
     def _transforms(self) -> list:
         return [self.flow, AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1)]
