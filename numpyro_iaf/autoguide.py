@@ -16,7 +16,7 @@ from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_median
 
 from .checks import check_latent_sites
-from .masks import default_stl
+from .masks import autoguide_defaults
 from .posterior import IAFPosterior
 from .transforms import IAF
 
@@ -44,7 +44,9 @@ class AutoIAFNormal(AutoContinuous):
     contraction, so the first posterior has mean ``init_loc`` and standard deviations
     ``init_scale``. ``stl=True`` scores the guide's own draws with the path-derivative ("sticking
     the landing") gradient: same ELBO, less noise near the optimum, ``D`` forward-mode passes per
-    draw; ``stl=None`` (default) uses it up to ``STL_MAX_DIM`` (512) latent dimensions.
+    draw. Left as None (the default), ``stl`` is on up to ``STL_MAX_DIM`` (512) latent
+    dimensions, and then ``num_flows=1, gated=False``; above it (no ``stl``) ``num_flows=2,
+    gated=True``, the better flow without it; resolved when the guide is set up.
     Unlike NumPyro's built-in, one latent
     dimension is fine and the default widths do not grow with ``D**2`` beyond the skip term.
     Same constructor as ``pyro_iaf.AutoIAFNormal``; methods follow NumPyro (``median(params)``,
@@ -64,10 +66,10 @@ class AutoIAFNormal(AutoContinuous):
         self,
         model: Callable,
         *,
-        num_flows: int = 1,
+        num_flows: int | None = None,
         hidden_dims: Sequence[int] | None = None,
         skip: bool = True,
-        gated: bool = False,
+        gated: bool | None = None,
         gate_bias: float = 2.0,
         init_loc_fn: Callable = init_to_median,
         init_scale: float = 0.1,
@@ -88,6 +90,8 @@ class AutoIAFNormal(AutoContinuous):
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
         self._init_scale = init_scale
         self.stl = stl
+        # None: resolved from the latent dimension at set-up (see autoguide_defaults)
+        self._requested = (stl, self.num_flows, gated)
         super().__init__(model, prefix="auto" if prefix is None else prefix, init_loc_fn=init_loc_fn)
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -102,6 +106,7 @@ class AutoIAFNormal(AutoContinuous):
             self._check_sites(trace)  # a ValueError naming the site and the fix, if the model is why
             raise
         self._check_sites(self.prototype_trace)
+        self.stl, self.num_flows, self.gated = autoguide_defaults(self.latent_dim, *self._requested)
         self._flow = IAF(
             self.latent_dim,
             num_flows=self.num_flows,
@@ -175,8 +180,7 @@ class AutoIAFNormal(AutoContinuous):
             jnp.full(self.latent_dim, self._init_scale / shrink),
             constraint=constraints.softplus_positive,
         )
-        stl = default_stl(self.latent_dim) if self.stl is None else self.stl
-        return IAFPosterior(self._flow.with_params(flow_params), loc, scale, stl=stl)
+        return IAFPosterior(self._flow.with_params(flow_params), loc, scale, stl=self.stl)
 
     def get_transform(self, params: dict) -> ComposeTransform:
         """``eps -> loc + scale * IAF(eps)`` for the given parameters."""

@@ -17,7 +17,7 @@ from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import biject_to
 
 from .checks import check_latent_sites
-from .masks import default_stl
+from .masks import autoguide_defaults
 from .posterior import IAFPosterior
 from .transforms import IAF
 
@@ -61,7 +61,9 @@ class AutoIAFNormal(AutoContinuous):
     contraction, so the first posterior has mean ``init_loc`` and standard deviations
     ``init_scale``. ``stl=True`` scores the guide's own draws with the path-derivative ("sticking
     the landing") gradient: same ELBO, less noise near the optimum, ``D`` forward-mode passes per
-    draw; ``stl=None`` (default) uses it up to ``STL_MAX_DIM`` (512) latent dimensions.
+    draw. Left as None (the default), ``stl`` is on up to ``STL_MAX_DIM`` (512) latent
+    dimensions, and then ``num_flows=1, gated=False``; above it (no ``stl``) ``num_flows=2,
+    gated=True``, the better flow without it; resolved when the guide is set up.
     Unlike Pyro's built-in, ``median`` and
     ``quantiles`` work (Monte Carlo), ``init_loc_fn`` is honoured, and one latent dimension is
     fine. Pyro's spellings ``hidden_dim`` and ``num_transforms`` are accepted. As in Pyro's own
@@ -82,10 +84,10 @@ class AutoIAFNormal(AutoContinuous):
         self,
         model: Callable,
         *,
-        num_flows: int = 1,
+        num_flows: int | None = None,
         hidden_dims: Sequence[int] | None = None,
         skip: bool = True,
-        gated: bool = False,
+        gated: bool | None = None,
         gate_bias: float = 2.0,
         init_loc_fn: Callable = init_to_median,
         init_scale: float = 0.1,
@@ -104,6 +106,8 @@ class AutoIAFNormal(AutoContinuous):
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
         self._init_scale = init_scale
         self.stl = stl
+        # None: resolved from the latent dimension at set-up (see autoguide_defaults)
+        self._requested = (stl, self.num_flows, gated)
         super().__init__(model, init_loc_fn=with_feasible_fallback(init_loc_fn))
         self.create_plates = create_plates
         if prefix is not None:  # Pyro's own autoguides are named by their class
@@ -115,6 +119,7 @@ class AutoIAFNormal(AutoContinuous):
         latent = [site for _, site in prune_subsample_sites(trace).iter_stochastic_nodes()]
         check_latent_sites(type(self).__name__, latent, "AutoAmortizedIAF")
         super()._setup_prototype(*args, **kwargs)
+        self.stl, self.num_flows, self.gated = autoguide_defaults(self.latent_dim, *self._requested)
         init_loc = self._init_loc().detach()
         shrink = initial_contraction(self.num_flows, self.gated, self.gate_bias)
         self.loc = PyroParam(init_loc)
@@ -174,9 +179,8 @@ class AutoIAFNormal(AutoContinuous):
     def get_posterior(self, *args, **kwargs) -> dist.TransformedDistribution:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        stl = default_stl(self.latent_dim) if self.stl is None else self.stl
         flow, affine = self._transforms()
-        return IAFPosterior(flow, affine.loc, affine.scale, stl=stl)
+        return IAFPosterior(flow, affine.loc, affine.scale, stl=self.stl)
 
     def _transforms(self) -> list:
         return [self.flow, AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1)]

@@ -146,6 +146,24 @@ def test_single_latent_dimension(backend):
     np.testing.assert_allclose(z.std(), ref.sd[0], rtol=0.08)
 
 
+def test_defaults_follow_the_latent_dimension(backend, monkeypatch):
+    """``stl``/``num_flows``/``gated`` left None resolve at set-up: the path-derivative gradient
+    with one affine step up to ``STL_MAX_DIM``, two gated steps without it; given values win."""
+    model = backend.model(linear_gaussian_model)
+    args = _lg_args(backend, 3, 0.1)
+
+    def resolved(**kwargs):
+        guide = backend.guide("iaf", model, **kwargs)
+        backend.fit(model, guide, args, steps=1)
+        return guide.stl, guide.num_flows, guide.gated
+
+    assert resolved() == (True, 1, False)
+    assert resolved(stl=False) == (False, 2, True)
+    assert resolved(num_flows=3, gated=True) == (True, 3, True)
+    monkeypatch.setattr(backend.pkg.masks, "STL_MAX_DIM", 2)  # D=3 is now "large"
+    assert resolved() == (False, 2, True)
+
+
 def test_several_particles_and_other_losses(backend):
     model = backend.model(linear_gaussian_model)
     args = _lg_args(backend, 5, 0.1)
