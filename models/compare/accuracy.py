@@ -20,6 +20,7 @@ Writes ``--out/accuracy.md`` (table) and ``--out/accuracy.json`` (rows and setti
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import platform
@@ -41,13 +42,15 @@ TOLERANCE = 0.1
 @dataclass(frozen=True)
 class Recipe:
     """``fit`` settings: Adam from ``lr`` decaying exponentially to ``final_lr`` (None: constant);
-    ``stl``: the path-derivative gradient (:class:`models.compare.stl.PathDerivativeELBO`, NumPyro)."""
+    ``stl``: the path-derivative gradient (:class:`models.compare.stl.PathDerivativeELBO`, NumPyro);
+    ``guide_options``: ``(name, value)`` pairs passed to ``AutoIAFNormal`` (empty: ``make_guide("iaf")``)."""
 
     steps: int = 2000
     particles: int = 1
     lr: float = 1e-2
     final_lr: float | None = None
     stl: bool = False
+    guide_options: tuple[tuple[str, object], ...] = ()
 
 
 def make_optim(backend: str, recipe: Recipe):
@@ -90,7 +93,7 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
     Returns ``{"fit_s", "mean_err", "sd_err", "pass", "khat", "psis_mean_err", "psis_sd_err",
     "final_loss", "note"}``; a fit that hits a NaN loss gives NaN errors and the step in "note".
     """
-    guide = make_guide("iaf", spec.model, spec.latent_dim, spec.backend, init="median")
+    guide = _make_guide(spec, recipe)
     args, kwargs = spec.model_args, spec.model_kwargs
     row = {"fit_s": math.nan, "mean_err": math.nan, "sd_err": math.nan, "pass": False,
            "khat": math.nan, "psis_mean_err": math.nan, "psis_sd_err": math.nan,
@@ -137,6 +140,18 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
     if np.isfinite(log_w).all():
         row["psis_mean_err"], row["psis_sd_err"] = psis_moment_errors(z, log_w, ref.mean, ref.sd)
     return row
+
+
+def _make_guide(spec, recipe: Recipe):
+    """``make_guide("iaf")`` (defaults, ``init_to_median``), or ours with ``recipe.guide_options``."""
+    if not recipe.guide_options:
+        return make_guide("iaf", spec.model, spec.latent_dim, spec.backend, init="median")
+    import importlib
+
+    pkg = importlib.import_module(f"{spec.backend}_iaf")
+    init = importlib.import_module("pyro.infer.autoguide" if spec.backend == "pyro"
+                                   else "numpyro.infer.initialization").init_to_median
+    return pkg.AutoIAFNormal(spec.model, init_loc_fn=init, **dict(recipe.guide_options))
 
 
 def time_nuts(name: str, *, seed: int = 0, warmup: int = 1000, samples: int = 1000) -> dict:
@@ -209,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="step size at the last step (exponential decay); default: constant")
     parser.add_argument("--stl", action="store_true",
                         help="path-derivative (sticking-the-landing) gradient; NumPyro only")
+    parser.add_argument("--guide-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="AutoIAFNormal keyword (Python literal), e.g. gated=False; repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=4000)
     parser.add_argument("--psis", action="store_true", help="add the PSIS-reweighted columns")
@@ -225,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
     if args.stl and args.backend != "numpyro":
         parser.error("--stl exists for NumPyro only")
-    recipe = Recipe(args.steps, args.particles, args.lr, args.final_lr, args.stl)
+    options = tuple((k, ast.literal_eval(v)) for k, v in (o.split("=", 1) for o in args.guide_option))
+    recipe = Recipe(args.steps, args.particles, args.lr, args.final_lr, args.stl, options)
     t0, load_start = time.perf_counter(), _load()
     rows = run(models, args.backend, recipe, seed=args.seed, draws=args.draws, nuts=args.nuts)
     out = Path(args.out)
