@@ -11,11 +11,13 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.distributions import constraints
-from numpyro.distributions.transforms import AffineTransform, ComposeTransform
+from numpyro.distributions.transforms import ComposeTransform
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_median
 
 from .checks import check_latent_sites
+from .masks import default_stl
+from .posterior import IAFPosterior
 from .transforms import IAF
 
 __all__ = ["AutoIAFNormal"]
@@ -58,13 +60,14 @@ class AutoIAFNormal(AutoContinuous):
         self,
         model: Callable,
         *,
-        num_flows: int = 2,
+        num_flows: int = 1,
         hidden_dims: Sequence[int] | None = None,
         skip: bool = True,
-        gated: bool = True,
+        gated: bool = False,
         gate_bias: float = 2.0,
         init_loc_fn: Callable = init_to_median,
         init_scale: float = 0.1,
+        stl: bool | None = None,
         prefix: str | None = None,
         hidden_dim: Sequence[int] | int | None = None,
         num_transforms: int | None = None,
@@ -80,6 +83,7 @@ class AutoIAFNormal(AutoContinuous):
         self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
         self._init_scale = init_scale
+        self.stl = stl
         super().__init__(model, prefix="auto" if prefix is None else prefix, init_loc_fn=init_loc_fn)
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -167,8 +171,8 @@ class AutoIAFNormal(AutoContinuous):
             jnp.full(self.latent_dim, self._init_scale / shrink),
             constraint=constraints.softplus_positive,
         )
-        transforms = [self._flow.with_params(flow_params), AffineTransform(loc, scale)]
-        return dist.TransformedDistribution(self.get_base_dist(), transforms)
+        stl = default_stl(self.latent_dim) if self.stl is None else self.stl
+        return IAFPosterior(self._flow.with_params(flow_params), loc, scale, stl=stl)
 
     def get_transform(self, params: dict) -> ComposeTransform:
         """``eps -> loc + scale * IAF(eps)`` for the given parameters."""

@@ -51,6 +51,16 @@ def made_masks(
     return hidden_masks, output_mask, skip_mask
 
 
+#: ``AutoIAFNormal(stl=None)`` uses the path-derivative gradient up to this latent dimension: its
+#: backward pass costs ``D`` forward-mode passes and a ``D x D`` solve per draw.
+STL_MAX_DIM = 512
+
+
+def default_stl(latent_dim: int) -> bool:
+    """Whether ``AutoIAFNormal`` scores its draws with the path-derivative gradient by default."""
+    return latent_dim <= STL_MAX_DIM
+
+
 def default_hidden_dims(input_dim: int) -> tuple[int, ...]:
     """Default MADE widths (both backends): one hidden layer of ``2 D`` units, in [16, 256]."""
     return (min(max(2 * input_dim, 16), 256),)

@@ -40,14 +40,18 @@ def local_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 def _check_divisible(x, n: int, what: str) -> None:
     if np.ndim(x) == 0:
-        raise ValueError(f"{what} is a scalar; data-parallel arguments need a leading batch axis "
-                         f"(pass scalars as keyword arguments, which are replicated)")
+        raise ValueError(
+            f"{what} is a scalar; data-parallel arguments need a leading batch axis "
+            f"(pass scalars as keyword arguments, which are replicated)"
+        )
     B = np.shape(x)[0]
     if B % n:
         lo, hi = (B // n) * n, -(-B // n) * n
         fix = f"use a batch size that is a multiple of {n} (e.g. {hi}" + (f" or {lo})" if lo else ")")
-        raise ValueError(f"{what} has batch size {B}, not divisible by the {n} devices; {fix}, or "
-                         f"pass devices=jax.local_devices()[:k] with k dividing {B}")
+        raise ValueError(
+            f"{what} has batch size {B}, not divisible by the {n} devices; {fix}, or "
+            f"pass devices=jax.local_devices()[:k] with k dividing {B}"
+        )
 
 
 def shard_batch(x, mesh: Mesh, name: str = "x"):
@@ -72,8 +76,9 @@ def _place(tree, sharding: NamedSharding):
     return jax.device_put(tree, sharding)
 
 
-def data_parallel_update(svi, *, devices: Sequence[jax.Device] | None = None,
-                         mesh: Mesh | None = None) -> DataParallelUpdate:
+def data_parallel_update(
+    svi, *, devices: Sequence[jax.Device] | None = None, mesh: Mesh | None = None
+) -> DataParallelUpdate:
     """A jitted ``update(state, *args, **kwargs) -> (state, loss)`` of ``svi`` over all devices.
 
     Positional ``args`` are the batch: every array in them is split along its leading axis

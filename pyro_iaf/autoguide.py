@@ -17,6 +17,8 @@ from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import biject_to
 
 from .checks import check_latent_sites
+from .masks import default_stl
+from .posterior import IAFPosterior
 from .transforms import IAF
 
 __all__ = ["AutoIAFNormal"]
@@ -76,13 +78,14 @@ class AutoIAFNormal(AutoContinuous):
         self,
         model: Callable,
         *,
-        num_flows: int = 2,
+        num_flows: int = 1,
         hidden_dims: Sequence[int] | None = None,
         skip: bool = True,
-        gated: bool = True,
+        gated: bool = False,
         gate_bias: float = 2.0,
         init_loc_fn: Callable = init_to_median,
         init_scale: float = 0.1,
+        stl: bool | None = None,
         prefix: str | None = None,
         hidden_dim: Sequence[int] | int | None = None,
         num_transforms: int | None = None,
@@ -96,6 +99,7 @@ class AutoIAFNormal(AutoContinuous):
         self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
         self.skip, self.gated, self.gate_bias = skip, gated, gate_bias
         self._init_scale = init_scale
+        self.stl = stl
         super().__init__(model, init_loc_fn=with_feasible_fallback(init_loc_fn))
         self.create_plates = create_plates
         if prefix is not None:  # Pyro's own autoguides are named by their class
@@ -166,7 +170,8 @@ class AutoIAFNormal(AutoContinuous):
     def get_posterior(self, *args, **kwargs) -> dist.TransformedDistribution:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        return dist.TransformedDistribution(self.get_base_dist(), self._transforms())
+        stl = default_stl(self.latent_dim) if self.stl is None else self.stl
+        return IAFPosterior(self.get_base_dist(), *self._transforms(), stl=stl)
 
     def _transforms(self) -> list:
         return [self.flow, AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1)]

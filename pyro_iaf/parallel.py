@@ -50,15 +50,19 @@ REDUCTIONS = ("sum", "mean")
 def shard(x: torch.Tensor, rank: int, world_size: int, what: str = "argument") -> torch.Tensor:
     """Rows ``rank * B / n : (rank + 1) * B / n`` of ``x [B, ...]`` (``n = world_size``)."""
     if not torch.is_tensor(x) or x.dim() == 0:
-        raise ValueError(f"{what} needs a leading batch axis to be sharded; pass scalars and "
-                         f"other arguments as keyword arguments (they go to every rank whole)")
+        raise ValueError(
+            f"{what} needs a leading batch axis to be sharded; pass scalars and "
+            f"other arguments as keyword arguments (they go to every rank whole)"
+        )
     B = x.shape[0]
     if B % world_size:
         lo, hi = (B // world_size) * world_size, -(-B // world_size) * world_size
         eg = f"{hi}" + (f" or {lo}" if lo else "")
-        raise ValueError(f"{what} has batch size {B}, not divisible by the {world_size} processes; "
-                         f"use a batch size that is a multiple of {world_size} (e.g. {eg}) or "
-                         f"launch a number of processes dividing {B}")
+        raise ValueError(
+            f"{what} has batch size {B}, not divisible by the {world_size} processes; "
+            f"use a batch size that is a multiple of {world_size} (e.g. {eg}) or "
+            f"launch a number of processes dividing {B}"
+        )
     b = B // world_size
     return x[rank * b : (rank + 1) * b]
 
@@ -133,8 +137,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, fn: Callable, world_size: int, port: int, backend: str, threads: int | None,
-           args: tuple, out: str) -> None:
+def _entry(
+    rank: int,
+    fn: Callable,
+    world_size: int,
+    port: int,
+    backend: str,
+    threads: int | None,
+    args: tuple,
+    out: str,
+) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if threads is not None:
         torch.set_num_threads(threads)
@@ -148,8 +160,7 @@ def _entry(rank: int, fn: Callable, world_size: int, port: int, backend: str, th
         dist.destroy_process_group()
 
 
-def launch(fn: Callable, *args, world_size: int = 2, backend: str = "gloo",
-           threads: int | None = 1) -> list:
+def launch(fn: Callable, *args, world_size: int = 2, backend: str = "gloo", threads: int | None = 1) -> list:
     """Run ``fn(rank, world_size, *args)`` in ``world_size`` fresh processes that form a
     process group (``torch.multiprocessing`` spawn, ``MASTER_ADDR`` 127.0.0.1 on a free port);
     returns the ranks' return values (picklable), rank 0 first.
@@ -163,8 +174,12 @@ def launch(fn: Callable, *args, world_size: int = 2, backend: str = "gloo",
     if not dist.is_available():
         raise RuntimeError("torch.distributed is not available in this torch build")
     with tempfile.TemporaryDirectory() as out:
-        torch.multiprocessing.spawn(_entry, nprocs=world_size, join=True,
-                                    args=(fn, world_size, free_port(), backend, threads, args, out))
+        torch.multiprocessing.spawn(
+            _entry,
+            nprocs=world_size,
+            join=True,
+            args=(fn, world_size, free_port(), backend, threads, args, out),
+        )
         results = []
         for rank in range(world_size):
             with open(Path(out) / f"{rank}.pkl", "rb") as f:

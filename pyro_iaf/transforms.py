@@ -25,9 +25,9 @@ def _soft_clamp(s: torch.Tensor) -> torch.Tensor:
     return torch.where(s > 0, hi * torch.tanh(s / hi), -lo * torch.tanh(s / -lo))
 
 
-def _step(made: MADE, z: torch.Tensor, h: torch.Tensor | None, gated: bool):
-    """One step on ``z [..., D]``: returns ``(z', log|det| [...])``."""
-    m, s = made(z, h)
+def _step(made: MADE, z: torch.Tensor, h: torch.Tensor | None, gated: bool, params: dict | None = None):
+    """One step on ``z [..., D]`` (with ``made``'s weights, or ``params``): ``(z', log|det| [...])``."""
+    m, s = made(z, h) if params is None else made.forward_with(params, z, h)
     if gated:  # paper eq. (11)-(12): z' = sigma z + (1 - sigma) m, log|det| = sum log sigma
         sigma = torch.sigmoid(s)
         return sigma * z + (1 - sigma) * m, F.logsigmoid(s).sum(-1)
@@ -54,11 +54,15 @@ class _IAFMath:
     _iaf: IAF
     context: torch.Tensor | None
 
-    def _forward_with_logdet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_with_logdet(
+        self, x: torch.Tensor, detach: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y, log|det|)``; ``detach``: the weights enter detached (no gradient reaches them)."""
         self._iaf._check_input(x)
         logdet = x.new_zeros(())
         for made in self._iaf.steps:
-            x, ld = _step(made, x, self.context, self._iaf.gated)
+            params = {k: v.detach() for k, v in made.params.items()} if detach else None
+            x, ld = _step(made, x, self.context, self._iaf.gated, params)
             logdet = logdet + ld
         return x, logdet
 

@@ -27,7 +27,7 @@ def banana():
 
 
 def main() -> None:
-    guide = AutoIAFNormal(banana)
+    guide = AutoIAFNormal(banana, num_flows=2, gated=True)  # the paper's gated step, two of them
     result = fit(banana, guide, num_steps=3000, seed=0, progress_bar=False)
     steps = result.params["auto_flow"]
     eps = jax.random.normal(jax.random.PRNGKey(1), (2000, 2))

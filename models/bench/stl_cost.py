@@ -1,0 +1,89 @@
+"""What the path-derivative gradient (``AutoIAFNormal(stl=True)``) costs per SVI step.
+
+    python -m models.bench.stl_cost [--backend numpyro|pyro|both] [--dims 10,100,256,512,1000]
+
+Model: the linear-Gaussian target (``models/targets/linear_gaussian.py``) at each ``D``; guide:
+our ``AutoIAFNormal`` at its defaults with ``stl=False`` and ``stl=True``, Adam(1e-2), one
+particle. ms/step excludes compilation: NumPyro times a 400-step and a 100-step ``fit`` (each
+compiles once) and divides the difference by 300; Pyro times 100 steps after 10 warm-up steps
+(torch on 1 thread). Prints a markdown table and writes it to ``--out``/stl_cost.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def _ms_numpyro(D: int, stl: bool) -> float:
+    from numpyro.infer.initialization import init_to_median
+
+    import numpyro_iaf
+    from models.targets import get_model
+
+    spec = get_model("linear_gaussian", backend="numpyro", D=D)
+
+    def run(steps: int) -> float:
+        guide = numpyro_iaf.AutoIAFNormal(spec.model, init_loc_fn=init_to_median, stl=stl)
+        t = time.perf_counter()
+        numpyro_iaf.fit(
+            spec.model, guide, *spec.model_args, num_steps=steps, progress_bar=False, **spec.model_kwargs
+        )
+        return time.perf_counter() - t
+
+    run(100)  # warm caches shared across fits (tracing of the model, init)
+    return (run(400) - run(100)) / 300 * 1e3
+
+
+def _ms_pyro(D: int, stl: bool) -> float:
+    import pyro
+    import torch
+    from pyro.infer import SVI, Trace_ELBO
+
+    import pyro_iaf
+    from models.targets import get_model
+
+    torch.set_num_threads(1)
+    spec = get_model("linear_gaussian", backend="pyro", D=D)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = pyro_iaf.AutoIAFNormal(spec.model, stl=stl)
+    svi = SVI(spec.model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
+    for _ in range(10):
+        svi.step(*spec.model_args, **spec.model_kwargs)
+    t = time.perf_counter()
+    for _ in range(100):
+        svi.step(*spec.model_args, **spec.model_kwargs)
+    return (time.perf_counter() - t) / 100 * 1e3
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", default="both", choices=("numpyro", "pyro", "both"))
+    parser.add_argument("--dims", default="10,100,256,512,1000")
+    parser.add_argument("--out", default="results/stl_cost")
+    args = parser.parse_args(argv)
+    backends = ("numpyro", "pyro") if args.backend == "both" else (args.backend,)
+    lines = [
+        f"Machine: {os.uname().machine}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start.",
+        "",
+        "| backend | D | ms/step stl=False | ms/step stl=True | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
+    for backend in backends:
+        timer = _ms_numpyro if backend == "numpyro" else _ms_pyro
+        for D in map(int, args.dims.split(",")):
+            off, on = timer(D, False), timer(D, True)
+            lines.append(f"| {backend} | {D} | {off:.2f} | {on:.2f} | {on / off:.1f}x |")
+            print(lines[-1], flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "stl_cost.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
