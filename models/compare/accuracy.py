@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.compare.cells import _numpyro_weights_fn, _pyro_weights
+from models.compare.cells import _max_plate_nesting, _numpyro_weights_fn, _pyro_weights
 from models.compare.evidence import moment_errors, psis_khat
 from models.compare.guides import make_guide
 from models.targets import MODELS, get_model
@@ -115,6 +115,13 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
         from models.compare.stl import PathDerivativeELBO
 
         loss = PathDerivativeELBO(num_particles=recipe.particles)
+    elif spec.backend == "pyro" and recipe.particles > 1:
+        # particles one plate left of every model dim: Pyro's guessed max_plate_nesting counts only
+        # plates, and a model that adds dims (``alpha[..., None]``) would broadcast particles twice
+        from pyro.infer import Trace_ELBO
+
+        loss = Trace_ELBO(num_particles=recipe.particles, vectorize_particles=True,
+                          max_plate_nesting=_max_plate_nesting(spec) + 1)
     t0 = time.perf_counter()
     try:
         result = fit(spec.model, guide, *args, optim=make_optim(spec.backend, recipe),
