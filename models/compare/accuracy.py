@@ -7,7 +7,9 @@ For each model (``--models``, default all of ``models.targets.MODELS``): ``guide
 AutoIAFNormal(model)`` (``make_guide("iaf")``: defaults, ``init_to_median``) fitted by
 ``numpyro_iaf.fit`` / ``pyro_iaf.fit`` with ``num_particles=--particles``, ``num_steps=--steps``
 and Adam whose step size decays exponentially from ``--lr`` to ``--final-lr`` over the steps
-(NumPyro ``Adam(exponential_decay(...))``; Pyro ``ClippedAdam`` with ``lrd``, clipping off);
+(NumPyro ``Adam(exponential_decay(...))``; Pyro ``ClippedAdam`` with ``lrd``, clipping off;
+Pyro's particles vectorized one plate left of every model dim); ``--guide-option NAME=VALUE``
+passes keywords to ``AutoIAFNormal`` (e.g. ``stl=False``, ``num_flows=2``);
 then ``--draws`` draws of the unconstrained latent vector are scored against the model's
 reference (exact or NUTS) with :func:`models.compare.evidence.moment_errors`. A model passes
 when mean err <= 0.1 and sd err <= 0.1 (issue 14). ``--psis`` adds the PSIS-reweighted moments.
@@ -42,14 +44,12 @@ TOLERANCE = 0.1
 @dataclass(frozen=True)
 class Recipe:
     """``fit`` settings: Adam from ``lr`` decaying exponentially to ``final_lr`` (None: constant);
-    ``stl``: the path-derivative gradient (:class:`models.compare.stl.PathDerivativeELBO`, NumPyro);
     ``guide_options``: ``(name, value)`` pairs passed to ``AutoIAFNormal`` (empty: ``make_guide("iaf")``)."""
 
     steps: int = 2000
     particles: int = 1
     lr: float = 1e-2
     final_lr: float | None = None
-    stl: bool = False
     guide_options: tuple[tuple[str, object], ...] = ()
 
 
@@ -109,13 +109,7 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
 
         pyro.clear_param_store()
     loss = None
-    if recipe.stl:
-        if spec.backend != "numpyro":
-            raise ValueError("stl=True exists for NumPyro only (models.compare.stl)")
-        from models.compare.stl import PathDerivativeELBO
-
-        loss = PathDerivativeELBO(num_particles=recipe.particles)
-    elif spec.backend == "pyro" and recipe.particles > 1:
+    if spec.backend == "pyro" and recipe.particles > 1:
         # particles one plate left of every model dim: Pyro's guessed max_plate_nesting counts only
         # plates, and a model that adds dims (``alpha[..., None]``) would broadcast particles twice
         from pyro.infer import Trace_ELBO
@@ -229,8 +223,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--final-lr", type=float, default=None,
                         help="step size at the last step (exponential decay); default: constant")
-    parser.add_argument("--stl", action="store_true",
-                        help="path-derivative (sticking-the-landing) gradient; NumPyro only")
     parser.add_argument("--guide-option", action="append", default=[], metavar="NAME=VALUE",
                         help="AutoIAFNormal keyword (Python literal), e.g. gated=False; repeatable")
     parser.add_argument("--seed", type=int, default=0)
@@ -247,10 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(1)
-    if args.stl and args.backend != "numpyro":
-        parser.error("--stl exists for NumPyro only")
     options = tuple((k, ast.literal_eval(v)) for k, v in (o.split("=", 1) for o in args.guide_option))
-    recipe = Recipe(args.steps, args.particles, args.lr, args.final_lr, args.stl, options)
+    recipe = Recipe(args.steps, args.particles, args.lr, args.final_lr, options)
     t0, load_start = time.perf_counter(), _load()
     rows = run(models, args.backend, recipe, seed=args.seed, draws=args.draws, nuts=args.nuts)
     out = Path(args.out)
