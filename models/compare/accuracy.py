@@ -195,8 +195,12 @@ def _fmt(v) -> str:
 
 
 def table(rows: list[dict], *, psis: bool = False) -> str:
-    """Markdown table: model, D, mean err, sd err, pass?, fit s, NUTS s, ratio (+ PSIS columns)."""
+    """Markdown table: model, D, mean err, sd err, pass?, fit s, NUTS s, ratio (+ the NUTS run's
+    own mean err / sd err, + k-hat and the PSIS-reweighted errors with ``psis``)."""
     head = ["model", "D", "mean err", "sd err", "pass?", "fit s", "NUTS s", "ratio"]
+    nuts = any("nuts_mean_err" in r for r in rows)
+    if nuts:
+        head += ["NUTS err"]
     if psis:
         head += ["k-hat", "PSIS mean err", "PSIS sd err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -205,6 +209,8 @@ def table(rows: list[dict], *, psis: bool = False) -> str:
                  "yes" if r["pass"] else "no", f"{r['fit_s']:.1f}",
                  f"{r['nuts_s']:.1f}" if "nuts_s" in r else "",
                  f"{r['ratio']:.2f}" if "ratio" in r else ""]
+        if nuts:
+            cells += [f"{r['nuts_mean_err']:.3f} / {r['nuts_sd_err']:.3f}" if "nuts_mean_err" in r else ""]
         if psis:
             cells += [f"{r['khat']:.2f}", f"{r['psis_mean_err']:.3f}", f"{r['psis_sd_err']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
