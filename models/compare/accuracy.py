@@ -7,8 +7,8 @@ For each model (``--models``, default all of ``models.targets.MODELS``): ``guide
 AutoIAFNormal(model)`` (``make_guide("iaf")``: defaults, ``init_to_median``) fitted by
 ``numpyro_iaf.fit`` / ``pyro_iaf.fit`` with ``num_particles=--particles``, ``num_steps=--steps``
 and Adam whose step size decays exponentially from ``--lr`` to ``--final-lr`` over the steps
-(NumPyro ``Adam(exponential_decay(...))``; Pyro ``ClippedAdam`` with ``lrd``, clipping off;
-Pyro's particles vectorized one plate left of every model dim); ``--guide-option NAME=VALUE``
+(NumPyro ``Adam(exponential_decay(...))``; Pyro ``ClippedAdam`` with ``lrd``, clipping off);
+``--guide-option NAME=VALUE``
 passes keywords to ``AutoIAFNormal`` (e.g. ``stl=False``, ``num_flows=2``);
 then ``--draws`` draws of the unconstrained latent vector are scored against the model's
 reference (exact or NUTS) with :func:`models.compare.evidence.moment_errors`. A model passes
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.compare.cells import _max_plate_nesting, _numpyro_weights_fn, _pyro_weights
+from models.compare.cells import _numpyro_weights_fn, _pyro_weights
 from models.compare.evidence import moment_errors, psis_khat
 from models.compare.guides import make_guide
 from models.targets import MODELS, get_model
@@ -108,19 +108,11 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
         from pyro_iaf import NonFiniteLossError, fit
 
         pyro.clear_param_store()
-    loss = None
-    if spec.backend == "pyro" and recipe.particles > 1:
-        # particles one plate left of every model dim: Pyro's guessed max_plate_nesting counts only
-        # plates, and a model that adds dims (``alpha[..., None]``) would broadcast particles twice
-        from pyro.infer import Trace_ELBO
-
-        loss = Trace_ELBO(num_particles=recipe.particles, vectorize_particles=True,
-                          max_plate_nesting=_max_plate_nesting(spec) + 1)
     t0 = time.perf_counter()
     try:
         result = fit(spec.model, guide, *args, optim=make_optim(spec.backend, recipe),
                      num_steps=recipe.steps, num_particles=recipe.particles, seed=seed,
-                     progress_bar=False, loss=loss, **kwargs)
+                     progress_bar=False, **kwargs)
     except NonFiniteLossError as error:
         row["fit_s"] = time.perf_counter() - t0
         row["note"] = f"diverged: {str(error).splitlines()[0][:80]}"
