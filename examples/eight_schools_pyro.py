@@ -32,7 +32,7 @@ def main(smoke: bool = False) -> None:
     torch.set_num_threads(1)                           # a small model: more threads only add overhead
     pyro.clear_param_store()
     torch.manual_seed(0)
-    guide = AutoIAFNormal(model)                       # defaults: 2 gated flows, skip term
+    guide = AutoIAFNormal(model)                       # defaults: one affine IAF step, skip term, STL
     steps = 100 if smoke else 3000
     loss = Trace_ELBO(num_particles=4, vectorize_particles=True, max_plate_nesting=1)
     result = fit(model, guide, sigma, y, num_steps=steps, loss=loss, seed=0, progress_bar=False)

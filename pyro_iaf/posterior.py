@@ -55,8 +55,10 @@ class IAFPosterior(dist.TransformedDistribution):
     posterior. Costs ``D`` forward-mode passes and a ``D x D`` solve per draw in the backward pass.
     """
 
-    def __init__(self, base: dist.Distribution, flow: IAF, affine: AffineTransform, *, stl: bool = False):
-        super().__init__(base, [flow, affine])
+    def __init__(self, flow: IAF, loc: torch.Tensor, scale: torch.Tensor, *, stl: bool = False) -> None:
+        base = dist.Normal(torch.zeros_like(loc.detach()), 1.0).to_event(1)
+        # both transforms cache their last (input, output): log_prob of a fresh draw reuses its eps
+        super().__init__(base, [flow, AffineTransform(loc, scale, event_dim=1, cache_size=1)])
         self.stl = stl
 
     def expand(self, batch_shape, _instance=None) -> IAFPosterior:

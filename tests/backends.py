@@ -81,6 +81,32 @@ class PyroBackend:
         base = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * np.log(2 * np.pi)
         return self.numpy(base - logdet)
 
+    def path_derivative(self, flow, loc, scale, num: int, seed: int):
+        """Draws ``z = loc + scale * flow(eps)`` of ``IAFPosterior(stl=True)``: returns its
+        ``log_prob`` values, the exact ones (sequential inverse), the gradient of the sum of its
+        ``log_prob`` with respect to the flow's parameters and ``loc``, and the brute-force path
+        derivative ``(dz/dparams)^T grad_z log q(z)`` (gradient through the exact inverse)."""
+        from pyro_iaf.posterior import IAFPosterior
+
+        torch = self.torch
+        torch.manual_seed(seed)
+        loc = self.array(loc).requires_grad_()
+        params = [*flow.parameters(), loc]
+
+        def posterior(stl):
+            return IAFPosterior(flow, loc, self.array(scale), stl=stl)
+
+        q = posterior(True)
+        z = q.rsample((num,))
+        value = q.log_prob(z)
+        grad = torch.autograd.grad(value.sum(), params, retain_graph=True)
+        z_free = z.detach().requires_grad_()
+        exact = posterior(False).log_prob(z_free)
+        (grad_z,) = torch.autograd.grad(exact.sum(), z_free)
+        reference = torch.autograd.grad(z, params, grad_outputs=grad_z)
+        flat = lambda gs: np.concatenate([self.numpy(g).ravel() for g in gs])  # noqa: E731
+        return self.numpy(value), self.numpy(exact), flat(grad), flat(reference)
+
     def num_params(self, flow) -> int:
         return sum(p.numel() for p in flow.parameters())
 
@@ -150,6 +176,36 @@ class NumPyroBackend:
         _, logdet = t.call_with_intermediates(z)
         base = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * np.log(2 * np.pi)
         return np.asarray(base - logdet)
+
+    def path_derivative(self, flow, loc, scale, num: int, seed: int):
+        """See ``PyroBackend.path_derivative``: the same four arrays."""
+        from numpyro_iaf.posterior import IAFPosterior
+
+        jax, jnp = self.jax, self.jnp
+        scale = self.array(scale)
+        eps = jax.random.normal(jax.random.PRNGKey(seed), (num, flow.input_dim), jnp.result_type(float))
+
+        def draw(params):
+            f = flow.with_params(params[0])
+            q = IAFPosterior(f, params[1], scale, stl=True)
+            u, logdet = f.call_with_intermediates(eps)
+            z = params[1] + scale * u
+            return z, q.log_prob(z, [[eps, logdet], [u, None]])
+
+        params = (flow.params, self.array(loc))
+        value = draw(params)[1]
+        grad = jax.grad(lambda p: draw(p)[1].sum())(params)
+
+        def exact_log_prob(z, params):
+            return IAFPosterior(flow.with_params(params[0]), params[1], scale).log_prob(z)
+
+        z = draw(params)[0]
+        exact = exact_log_prob(z, params)
+        grad_z = jax.grad(lambda z: exact_log_prob(z, params).sum())(z)
+        _, pullback = jax.vjp(lambda p: draw(p)[0], params)
+        (reference,) = pullback(grad_z)
+        flat = lambda tree: np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(tree)])  # noqa: E731
+        return np.asarray(value), np.asarray(exact), flat(grad), flat(reference)
 
     def num_params(self, flow) -> int:
         return sum(leaf.size for leaf in self.jax.tree.leaves(flow.params))

@@ -21,7 +21,16 @@ GUIDES = (
     "iaf",
     "iaf_builtin_size",
     "iaf_builtin_size_noskip",
+    "iaf_gated",
+    "iaf_gated_stl",
+    "iaf_nostl",
 )
+#: our guide's variants: constructor keywords on top of the defaults
+VARIANTS = {
+    "iaf_gated": {"num_flows": 2, "gated": True, "gate_bias": 2.0, "stl": False},
+    "iaf_gated_stl": {"num_flows": 2, "gated": True, "gate_bias": 2.0, "stl": True},
+    "iaf_nostl": {"stl": False},
+}
 PYRO_ONLY = ("iaf_builtin_stable",)
 
 
@@ -42,6 +51,8 @@ def pyro_guide(name: str, model: Callable, D: int, init: str | None = None):
 
     if name == "iaf":
         return pyro_iaf.AutoIAFNormal(model, **kw)
+    if name in VARIANTS:
+        return pyro_iaf.AutoIAFNormal(model, **VARIANTS[name], **kw)
     if name in ("iaf_builtin_size", "iaf_builtin_size_noskip"):  # Pyro's defaults: 1 flow of [3 D + 1]
         skip = name == "iaf_builtin_size"
         return pyro_iaf.AutoIAFNormal(model, num_flows=1, hidden_dims=[3 * D + 1], skip=skip, **kw)
@@ -63,6 +74,8 @@ def numpyro_guide(name: str, model: Callable, D: int, init: str | None = None):
 
     if name == "iaf":
         return numpyro_iaf.AutoIAFNormal(model, **kw)
+    if name in VARIANTS:
+        return numpyro_iaf.AutoIAFNormal(model, **VARIANTS[name], **kw)
     if name in ("iaf_builtin_size", "iaf_builtin_size_noskip"):  # NumPyro's defaults: 3 flows of [D, D]
         skip = name == "iaf_builtin_size"
         return numpyro_iaf.AutoIAFNormal(model, num_flows=3, hidden_dims=[D, D], skip=skip, **kw)
