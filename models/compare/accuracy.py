@@ -1,7 +1,10 @@
 """The accuracy recipe of issue 14: our ``AutoIAFNormal`` fitted by ``fit`` against NUTS.
 
-    python -m models.compare.accuracy --backend numpyro --particles 8 --steps 5000 \\
-        --lr 1e-2 --final-lr 1e-4 --psis --nuts --out results/accuracy_np
+    python -m models.compare.accuracy --backend numpyro --particles 16 --steps 20000 \\
+        --lr 1e-2 --final-lr 1e-4 --psis --nuts --out results/accuracy_numpyro
+
+(the recipe of docs/benchmarks/accuracy.md; without flags: the default budget, 1 particle, 2000
+steps, constant Adam 1e-2.)
 
 For each model (``--models``, default all of ``models.targets.MODELS``): ``guide =
 AutoIAFNormal(model)`` (``make_guide("iaf")``: defaults, ``init_to_median``) fitted by
