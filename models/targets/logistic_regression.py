@@ -37,7 +37,7 @@ def logistic_regression_model(X, y) -> None:
     """``X [N, F]`` features, ``y [N]`` labels in {0, 1}."""
     alpha = pyro.sample("alpha", dist.Normal(0.0, 1.0))
     beta = pyro.sample("beta", dist.Normal(ops.zeros_like(X[0]), 1.0).to_event(1))
-    logits = alpha[..., None] + (X @ beta[..., None])[..., 0]
+    logits = alpha + (X * beta).sum(-1)  # [..., N]; broadcasts under a particle plate at dim -2
     with pyro.plate("data", X.shape[0]):
         pyro.sample("y", dist.Bernoulli(logits=logits), obs=y)
 
