@@ -29,7 +29,7 @@ GUIDES = (
 VARIANTS = {
     "iaf_gated": {"num_flows": 2, "gated": True, "gate_bias": 2.0, "stl": False},
     "iaf_gated_stl": {"num_flows": 2, "gated": True, "gate_bias": 2.0, "stl": True},
-    "iaf_nostl": {"stl": False},
+    "iaf_nostl": {"stl": False, "num_flows": 1, "gated": False},
 }
 PYRO_ONLY = ("iaf_builtin_stable",)
 
