@@ -19,6 +19,8 @@ import time
 import numpy as np
 
 N, B = 2000, 100
+#: the global part as AutoAmortizedIAF builds it by default (two gated steps, no ``stl``)
+GLOBAL_PART = {"num_flows": 2, "gated": True, "stl": False}
 
 
 def _data() -> np.ndarray:
@@ -50,7 +52,7 @@ def bench_pyro(steps: int, repeats: int) -> dict[str, float]:
     class HandWritten(PyroModule):
         def __init__(self):
             super().__init__("hand")
-            self.global_guide = AutoIAFNormal(poutine.block(model, hide=["theta"]))
+            self.global_guide = AutoIAFNormal(poutine.block(model, hide=["theta"]), **GLOBAL_PART)
             self.encoder = MLPEncoder(
                 1,
                 1,
@@ -108,7 +110,7 @@ def bench_numpyro(steps: int, repeats: int) -> dict[str, float]:
             theta = numpyro.sample("theta", dist.Normal(mu, 1.0))
             numpyro.sample("y", dist.Normal(theta, 1.0), obs=y[idx])
 
-    global_guide = AutoIAFNormal(handlers.block(model, hide=["theta"]))
+    global_guide = AutoIAFNormal(handlers.block(model, hide=["theta"]), **GLOBAL_PART)
     encoder = MLPEncoder(
         1,
         1,

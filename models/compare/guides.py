@@ -25,10 +25,12 @@ GUIDES = (
     "iaf_gated_stl",
     "iaf_nostl",
 )
+#: the built-in-size ablations keep the step they were measured with (gated, no ``stl``)
+_GATED_STEPS = {"gated": True, "gate_bias": 2.0, "stl": False}
 #: our guide's variants: constructor keywords on top of the defaults
 VARIANTS = {
-    "iaf_gated": {"num_flows": 2, "gated": True, "gate_bias": 2.0, "stl": False},
-    "iaf_gated_stl": {"num_flows": 2, "gated": True, "gate_bias": 2.0, "stl": True},
+    "iaf_gated": {"num_flows": 2, **_GATED_STEPS},
+    "iaf_gated_stl": {"num_flows": 2, **_GATED_STEPS, "stl": True},
     "iaf_nostl": {"stl": False, "num_flows": 1, "gated": False},
 }
 PYRO_ONLY = ("iaf_builtin_stable",)
@@ -55,7 +57,9 @@ def pyro_guide(name: str, model: Callable, D: int, init: str | None = None):
         return pyro_iaf.AutoIAFNormal(model, **VARIANTS[name], **kw)
     if name in ("iaf_builtin_size", "iaf_builtin_size_noskip"):  # Pyro's defaults: 1 flow of [3 D + 1]
         skip = name == "iaf_builtin_size"
-        return pyro_iaf.AutoIAFNormal(model, num_flows=1, hidden_dims=[3 * D + 1], skip=skip, **kw)
+        return pyro_iaf.AutoIAFNormal(
+            model, num_flows=1, hidden_dims=[3 * D + 1], skip=skip, **_GATED_STEPS, **kw
+        )
     raise ValueError(f"Unknown guide {name!r} for pyro; expected one of {GUIDES}")
 
 
@@ -78,7 +82,9 @@ def numpyro_guide(name: str, model: Callable, D: int, init: str | None = None):
         return numpyro_iaf.AutoIAFNormal(model, **VARIANTS[name], **kw)
     if name in ("iaf_builtin_size", "iaf_builtin_size_noskip"):  # NumPyro's defaults: 3 flows of [D, D]
         skip = name == "iaf_builtin_size"
-        return numpyro_iaf.AutoIAFNormal(model, num_flows=3, hidden_dims=[D, D], skip=skip, **kw)
+        return numpyro_iaf.AutoIAFNormal(
+            model, num_flows=3, hidden_dims=[D, D], skip=skip, **_GATED_STEPS, **kw
+        )
     if name in PYRO_ONLY:
         raise ValueError(f"Guide {name!r} exists only in Pyro")
     raise ValueError(f"Unknown guide {name!r} for numpyro; expected one of {GUIDES}")
