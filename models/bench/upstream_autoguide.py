@@ -11,8 +11,10 @@ the repository root, and that root's pytest configuration (``setup.cfg`` / ``pyp
 upstream's own ``filterwarnings = error`` and, for Pyro, float64 by default). In the copy, the
 built-in ``AutoDiagonalNormal`` import is replaced by a subclass of ours under that name, so test
 ids, ``auto_class.__name__`` and parameter prefixes read as upstream's. Only the cases whose id
-names ``AutoDiagonalNormal`` run (``-k AutoDiagonalNormal``). ``--builtin`` runs the unmodified
-file, for the baseline. Prints the pytest summary, the failing ids, and ``passed N of M``.
+names ``AutoDiagonalNormal`` run (``-k AutoDiagonalNormal``; ``--all``: every test, where the
+tests that build ``AutoDiagonalNormal`` in their body or through ``functools.partial`` also
+use ours). ``--builtin`` runs the unmodified file, for the baseline. Prints the failing ids,
+pytest's summary and ``passed N of M``; pytest arguments after ``--`` are passed on.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def substitute(source: str, backend: str) -> str:
     replacement = (ast.unparse(ast.ImportFrom(node.module, kept, node.level)) + "\n" if kept else "") + (
         f"import {package} as _ours\n\n\n"
         f"class {NAME}(_ours.AutoIAFNormal):\n"
-        f'    """{package}.AutoIAFNormal under the built-in\'s name (ids and prefixes as upstream)."""\n'
+        f'    """{package}.AutoIAFNormal under the built-in\'s name (ids and prefixes as upstream)."""\n\n\n'
     )
     return "".join(lines[: node.lineno - 1]) + replacement + "".join(lines[node.end_lineno :])
 
@@ -79,17 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("backend", choices=["pyro", "numpyro"])
     parser.add_argument("test_file", type=Path)
     parser.add_argument("--builtin", action="store_true", help="run the unmodified file (baseline)")
+    parser.add_argument(
+        "--all", action="store_true", help="every test of the file, not only the AutoDiagonalNormal ids"
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="upstream-autoguide-") as tmp:
         copy = build_tree(args.test_file, args.backend, args.builtin, Path(tmp))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-p", "no:xdist"]
-        command += [str(copy.relative_to(tmp)), "-k", NAME, "--color=no", *args.pytest_args]
+        command += [str(copy.relative_to(tmp)), *([] if args.all else ["-k", NAME]), "--color=no"]
+        command += args.pytest_args
         run = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
     out = run.stdout + run.stderr
     failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", out, re.M)))
-    summary = next((line for line in reversed(out.splitlines()) if re.search(r"\d+ (passed|failed)", line)), "")
+    lines = reversed(out.splitlines())
+    summary = next((line for line in lines if re.search(r"\d+ (passed|failed)", line)), "")
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|errors?|xfailed|skipped)", summary)}
     passed = counts.get("passed", 0)
     total = passed + counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)
