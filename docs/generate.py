@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "docs" / "bench"
 PAGES = ("README.md", "docs/**/*.md")
-BLOCK = re.compile(r"(<!-- generated: ([\w-]+)((?: [\w/.-]+)*) -->\n)(.*?)(<!-- end generated -->)", re.S)
-VALUE = re.compile(r"(<!--v ([\w/.-]+)-->)(.*?)(<!--/v-->)")
+BLOCK = re.compile(r"(<!-- generated: ([a-z][\w-]*)((?: [\w/.+-]+)*) -->\n)(.*?)(<!-- end generated -->)", re.S)
+VALUE = re.compile(r"(<!--v ([a-z][\w/.+-]*)-->)(.*?)(<!--/v-->)")
 NAMES = {"pyro": "Pyro", "numpyro": "NumPyro", "diagonal": "diagonal", "lowrank": "low-rank",
          "multivariate": "full-rank", "iaf_builtin": "built-in IAF", "iaf": "ours"}
 COMPARE_GUIDES = ("diagonal", "lowrank", "multivariate", "iaf_builtin", "iaf")
@@ -97,7 +97,8 @@ def value(key: str) -> str:
     """``gap/BACKEND/BUDGET/D/GUIDE``: mean gap over seeds; ``seeds/...``: their count;
     ``elbo|khat/BACKEND/MODEL/GUIDE``; ``diverged/BACKEND/GUIDE``: models with a diverged seed;
     ``best/BACKEND/GUIDE[/A+B]``: models where GUIDE's ELBO is the best (of all guides, or of
-    GUIDE, A and B); ``models``: models in the comparison; ``stl/BACKEND/D/ratio``: the STL step's cost;
+    GUIDE, A and B); ``khat_above/BACKEND/GUIDE/T``: models where its k-hat exceeds T;
+    ``models``: models in the comparison; ``stl/BACKEND/D/ratio``: the STL step's cost;
     ``amortized/BACKEND/PATTERN/gap|gap_autonormal``: ELBO - log Z of the amortized guide's check."""
     kind, *args = key.split("/")
     if kind in ("gap", "seeds"):
@@ -115,6 +116,10 @@ def value(key: str) -> str:
         backend, guide, *among = args
         return str(sum(_best(backend, m, among[0].split("+") + [guide] if among else None) == guide
                        for m in dict.fromkeys(r["model"] for r in compare_rows())))
+    if kind == "khat_above":  # khat_above/BACKEND/GUIDE/THRESHOLD: converged models with k-hat above it
+        backend, guide, threshold = args
+        return str(sum(not _diverged(r) and _finite(r["khat"]) and r["khat"] > float(threshold)
+                       for r in compare_rows() if (r["backend"], r["guide"]) == (backend, guide)))
     if kind == "models":
         return str(len({r["model"] for r in compare_rows()}))
     if kind == "amortized":  # amortized/BACKEND/PATTERN/gap|gap_autonormal

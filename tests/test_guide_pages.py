@@ -19,8 +19,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE_PAGES = sorted((ROOT / "docs" / "guide").glob("*.md")) + [ROOT / "docs" / "index.md", ROOT / "README.md"]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-#: a commit hash (7-40 hex digits with at least one letter and one digit) or an issue number
-PROVENANCE = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b|\bissues? #?\d+|#\d{1,4}\b", re.I)
+#: a commit hash (7-40 hex digits with a letter and a digit), an issue number, a date or time of
+#: day, a machine's load or core count
+PROVENANCE = re.compile(
+    r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b|\bissues? #?\d+|#\d{1,4}\b"
+    r"|\b20\d\d-\d\d-\d\d\b|\b\d\d:\d\d UTC\b|\bload (?:average )?~?\d|\b\d+-core\b", re.I)
 
 
 def python_blocks(path: Path) -> list[str]:
