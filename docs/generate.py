@@ -36,7 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "docs" / "bench"
 PAGES = ("README.md", "docs/**/*.md")
-BLOCK = re.compile(r"(<!-- generated: ([a-z][\w-]*)((?: [\w/.+-]+)*) -->\n)(.*?)(<!-- end generated -->)", re.S)
+BLOCK = re.compile(r"(<!-- generated: ([a-z][\w-]*)((?: [\w/.+-]+)*) -->\n)(.*?)(<!-- end generated -->)",
+                   re.S)
 VALUE = re.compile(r"(<!--v ([a-z][\w/.+-]*)-->)(.*?)(<!--/v-->)")
 NAMES = {"pyro": "Pyro", "numpyro": "NumPyro", "diagonal": "diagonal", "lowrank": "low-rank",
          "multivariate": "full-rank", "iaf_builtin": "built-in IAF", "iaf": "ours"}
@@ -111,7 +112,8 @@ def value(key: str) -> str:
         return f"{compare_row(*args)['khat']:.2f}"
     if kind == "diverged":
         backend, guide = args
-        return str(sum(_diverged(r) for r in compare_rows() if (r["backend"], r["guide"]) == (backend, guide)))
+        rows = [r for r in compare_rows() if (r["backend"], r["guide"]) == (backend, guide)]
+        return str(sum(map(_diverged, rows)))
     if kind == "best":  # best/BACKEND/GUIDE[/OTHER+OTHER]: models where GUIDE has the best ELBO
         backend, guide, *among = args
         return str(sum(_best(backend, m, among[0].split("+") + [guide] if among else None) == guide
@@ -124,7 +126,8 @@ def value(key: str) -> str:
         return str(len({r["model"] for r in compare_rows()}))
     if kind == "amortized":  # amortized/BACKEND/PATTERN/gap|gap_autonormal
         backend, pattern, field = args
-        row = next(r for r in _load("amortized.json")["rows"] if (r["backend"], r["pattern"]) == (backend, pattern))
+        rows = _load("amortized.json")["rows"]
+        row = next(r for r in rows if (r["backend"], r["pattern"]) == (backend, pattern))
         return f"{row[field]:.0f}" if abs(row[field]) >= 100 else f"{row[field]:.2f}"
     if kind == "stl":
         backend, D, _ = args
@@ -224,7 +227,8 @@ def table_compare_khat() -> str:
         for b in ("numpyro", "pyro"):
             for g in guides:
                 r = next((r for r in rows if (r["model"], r["backend"], r["guide"]) == (m, b, g)), None)
-                cells.append("-" if r is None or _diverged(r) or not _finite(r["khat"]) else f"{r['khat']:.2f}")
+                bad = r is None or _diverged(r) or not _finite(r["khat"])
+                cells.append("-" if bad else f"{r['khat']:.2f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -367,7 +371,8 @@ def merge_amortized(run: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 on a disagreement")
     parser.add_argument("--compare", default="", help="DIR[,DIR]: merge DIR/report.json into compare.json")
     parser.add_argument("--cells", default="", help="DIR[,DIR]: merge DIR/cells.json (and timing.json)")

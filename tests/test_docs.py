@@ -47,7 +47,7 @@ def test_readme_links_and_length():
     assert len(text.splitlines()) <= 150
     intro, opening = text.split("```")[:2]
     commands = [line.split("#")[0].strip() for line in opening.splitlines()[1:]]
-    assert [c for c in commands if c] == ["make demo", "make test"], "the first block: exactly the two commands"
+    assert [c for c in commands if c] == ["make demo", "make test"], "first block: exactly the two commands"
     sentences = re.sub(r"^#.*$", "", intro, flags=re.M).strip()
     assert 0 < len(sentences) < 400, "a sentence or two on what the library is for, then the commands"
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):

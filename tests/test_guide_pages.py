@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GUIDE_PAGES = sorted((ROOT / "docs" / "guide").glob("*.md")) + [ROOT / "docs" / "index.md", ROOT / "README.md"]
+GUIDE = ROOT / "docs" / "guide"
+GUIDE_PAGES = [*sorted(GUIDE.glob("*.md")), ROOT / "docs" / "index.md", ROOT / "README.md"]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 #: a commit hash (7-40 hex digits with a letter and a digit), an issue number, a date or time of
 #: day, a machine's load or core count

@@ -41,7 +41,8 @@ def test_second_model_with_the_same_guide_name_names_the_fix(store_with_a_fitted
             fit(second, guide, num_steps=2, progress_bar=False)
         else:
             SVI(second, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO()).step()
-    assert "'AutoIAFNormal.loc' of shape (3,)" in str(error.value) and "2 latent dimensions" in str(error.value)
+    message = str(error.value)
+    assert "'AutoIAFNormal.loc' of shape (3,)" in message and "2 latent dimensions" in message
 
 
 def test_each_fix_works(store_with_a_fitted_guide):

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         for D in map(int, args.dims.split(",")):
             off, on = timer(D, False), timer(D, True)
             lines.append(f"| {backend} | {D} | {off:.2f} | {on:.2f} | {on / off:.1f}x |")
-            rows.append({"backend": backend, "D": D, "ms_stl_false": off, "ms_stl_true": on, "ratio": on / off})
+            rows.append({"backend": backend, "D": D, "ms_stl_false": off, "ms_stl_true": on,
+                         "ratio": on / off})
             print(lines[-1], flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "stl_cost.md"), "w") as f:
