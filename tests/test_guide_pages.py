@@ -3,7 +3,7 @@ carries no provenance (commit hashes, issue numbers: those belong on the benchma
 
 - every ``# Pyro`` / ``# NumPyro`` block of ``docs/guide/using.md`` runs, in order, one
   session per backend (the NumPyro session reads a file the Pyro one wrote), and the README's
-  quick start runs too (with fewer steps);
+  quick start runs too (with fewer steps): ``make test-slow``, as they take tens of seconds;
 - ``python docs/generate.py --check`` agrees: every generated table and value equals what its
   result file in ``docs/bench/`` gives.
 """
@@ -14,6 +14,7 @@ import importlib.util
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +50,8 @@ def page_session(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     pyro.clear_param_store()
     x64 = jax.config.jax_enable_x64
-    printed: list[str] = []
-
     def run(script: str, where: str) -> str:
+        printed: list[str] = []
         namespace = {"print": lambda *a, **k: printed.append(" ".join(map(str, a)))}
         try:
             exec(compile(script, where, "exec"), namespace)
@@ -67,21 +67,32 @@ def page_session(tmp_path, monkeypatch):
     plt.close("all")
 
 
+@pytest.mark.slow  # ~30 s of CPU: two frameworks, a dozen fits and their compilations, ArviZ
 def test_using_page_runs_in_both_backends(page_session, tmp_path):
     blocks = python_blocks(ROOT / "docs" / "guide" / "using.md")
     assert all(b.splitlines()[0].strip() in ("# Pyro", "# NumPyro") for b in blocks), \
         "every block of using.md starts with '# Pyro' or '# NumPyro'"
+    medians = {}
     for name in ("Pyro", "NumPyro"):  # in this order: NumPyro reads the file Pyro exported
         out = page_session(session(blocks, name), f"using.md ({name})")
         p_values = [float(v) for v in re.findall(r"P\(sd\(y_rep\) >= sd\(y\)\) = ([\d.]+)", out)]
         assert p_values and 0.05 < p_values[-1] < 0.95, out
         assert "change" in out and "hdi_3%" in out  # the convergence check, az.summary
+        # the medians printed: after the fit, after loading (, and NumPyro's twin of the Pyro guide)
+        medians[name] = [[float(v) for v in re.findall(r"'(?:mu|sigma)': (?:tensor|Array)\(([-\d.]+)", line)]
+                         for line in out.splitlines() if re.match(r"\{'mu': (tensor|Array)\([-\d.]+[,)]", line)]
+        assert medians[name][0] == medians[name][1], f"{name}: loading changed the median {medians[name]}"
+        mu, sigma = medians[name][0]
+        assert abs(mu - 3.1) < 0.3 and abs(sigma - 2.1) < 0.3, f"{name}: the fit is off: {medians[name]}"
+    twin = medians["NumPyro"][2]
+    assert np.allclose(twin, medians["Pyro"][0], atol=0.05), f"the imported Pyro guide: {twin}"
     assert (tmp_path / "posterior.png").stat().st_size > 10_000  # az.plot_posterior drew
     assert (tmp_path / "guide_params.pt").exists() and (tmp_path / "guide_state.pkl").exists()
 
 
+@pytest.mark.slow  # ~10 s of CPU
 def test_readme_quick_start_runs(page_session):
-    """Both quick-start blocks, at 200 steps: they print draws and the convergence check."""
+    """Both quick-start blocks, at 200 steps (the check needs 200 losses): they run and print."""
     blocks = [b for b in python_blocks(ROOT / "README.md") if "fit(" in b]
     assert len(blocks) == 2, "the README's quick start has one Pyro and one NumPyro block"
     for i, block in enumerate(blocks):
