@@ -216,19 +216,17 @@ def table_compare_elbo(backend: str) -> str:
     return "\n".join(lines)
 
 
-def table_compare_khat() -> str:
-    """PSIS k-hat (worst seed) of every guide that converged, both backends."""
-    rows = compare_rows()
+def table_compare_khat(backend: str) -> str:
+    """PSIS k-hat (worst seed) of every guide that converged, one backend."""
+    rows = [r for r in compare_rows() if r["backend"] == backend]
     guides = [g for g in COMPARE_GUIDES if any(r["guide"] == g for r in rows)]
-    head = [f"{NAMES[b]}: {NAMES[g]}" for b in ("numpyro", "pyro") for g in guides]
-    lines = ["| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    lines = ["| model | " + " | ".join(NAMES[g] for g in guides) + " |", "|---" * (len(guides) + 1) + "|"]
     for m in dict.fromkeys(r["model"] for r in rows):
         cells = []
-        for b in ("numpyro", "pyro"):
-            for g in guides:
-                r = next((r for r in rows if (r["model"], r["backend"], r["guide"]) == (m, b, g)), None)
-                bad = r is None or _diverged(r) or not _finite(r["khat"])
-                cells.append("-" if bad else f"{r['khat']:.2f}")
+        for g in guides:
+            r = next((r for r in rows if (r["model"], r["guide"]) == (m, g)), None)
+            bad = r is None or _diverged(r) or not _finite(r["khat"])
+            cells.append("-" if bad else f"{r['khat']:.2f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
