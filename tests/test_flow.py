@@ -221,8 +221,9 @@ def public_objects(package: str) -> dict:
 
     pkg = importlib.import_module(package)
     objs = {name: getattr(pkg, name) for name in pkg.__all__}
-    for module, names in [("parallel", None), ("amortized", ["MLPEncoder", "init_to_global_median"]),
-                          ("posterior", ["IAFPosterior", "known_inverse"]), ("masks", ["autoguide_defaults"])]:
+    helpers = [("parallel", None), ("amortized", ["MLPEncoder", "init_to_global_median"]),
+               ("posterior", ["IAFPosterior", "known_inverse"]), ("masks", ["autoguide_defaults"])]
+    for module, names in helpers:
         mod = importlib.import_module(f"{package}.{module}")
         for name in names or mod.__all__:
             if callable(getattr(mod, name)):
