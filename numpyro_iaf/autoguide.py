@@ -125,7 +125,8 @@ class AutoIAFNormal(AutoContinuous):
         try:
             super()._setup_prototype(*args, **kwargs)
         except RuntimeError as error:
-            if "Cannot find valid initial parameters" not in str(error) or self.init_loc_fn is init_to_uniform:
+            tried_uniform = self.init_loc_fn is init_to_uniform
+            if "Cannot find valid initial parameters" not in str(error) or tried_uniform:
                 raise
             warnings.warn(
                 f"{type(self).__name__}: the model's log density or its gradient is not finite at "

@@ -15,8 +15,9 @@ white_noise_shock_scale, log_volatility; ours sort in execution order, as ``Mode
 The AR(1) prior is the Gaussian it is, ``MultivariateNormal(mu, scale_tril=L)`` with ``L[t, j] =
 sigma p^(t-j) c_j`` (``c_0 = 1 / sqrt(1 - p^2)``, else 1), so the body uses only shared
 torch/jax.numpy ops. (``p`` is written as ``2 phi - 1`` rather than an affine transform of the
-Beta: the supports both frameworks give that transformed distribution are the whole real line.) Unlike ``stochastic_volatility`` (simulated, non-centred) this is real
-data with a centred, strongly correlated posterior. Reference: NUTS (``make_references``); the
+Beta: the supports both frameworks give that transformed distribution are the whole real line.)
+Unlike ``stochastic_volatility`` (simulated, non-centred) this is real data with a centred,
+strongly correlated posterior. Reference: NUTS (``make_references``); the
 Inference Gym's own ground truth (50,000 Stan draws) is in ``inference_gym`` for comparison.
 """
 
