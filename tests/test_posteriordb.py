@@ -123,3 +123,45 @@ def test_missing_database_raises_clear_error(monkeypatch, tmp_path):
     with pytest.raises(PosteriorDBNotFound, match="POSTERIORDB_PATH"):
         loader.posteriordb_path()
     assert not available()
+
+
+#: (posterior, backend, steps, max |mean error| in reference sd): small fits of our AutoIAFNormal
+#: (Adam 1e-2, 1 particle); the first in the default suite, the others (slower set-up) under slow
+FITS = [pytest.param("gp_pois_regr-gp_regr", "numpyro", 300, 0.5, id="gp_regr-numpyro"),
+        pytest.param("gp_pois_regr-gp_regr", "pyro", 300, 0.5, id="gp_regr-pyro", marks=pytest.mark.slow),
+        pytest.param("hmm_example-hmm_example", "numpyro", 1000, 0.3, id="hmm_example-numpyro",
+                     marks=pytest.mark.slow),
+        pytest.param("eight_schools-eight_schools_noncentered", "numpyro", 1500, 0.3,
+                     id="eight_schools_nc-numpyro", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name,backend_name,steps,tol", FITS)
+def test_iaf_fits_small_posteriors_near_the_reference(name, backend_name, steps, tol):
+    """A finite ELBO, every mean within ``tol`` reference sd, every sd within a factor of 2."""
+    from models.compare.cells import run_cell
+
+    spec = get_posterior(name, backend=backend_name)
+    result = run_cell(spec, "iaf", seed=0, steps=steps, lr=1e-2, particles=1, eval_samples=300)
+    assert result.diverged_step is None and np.isfinite(result.log_w).all()
+    ref = spec.reference
+    mean_err = np.abs(result.z.mean(0) - ref.mean) / ref.sd
+    sd_ratio = result.z.std(0) / ref.sd
+    assert mean_err.max() < tol, mean_err
+    assert 0.5 < sd_ratio.min() and sd_ratio.max() < 2.0, sd_ratio
+
+
+#: NUTS settings beyond the default single chain of 1000 + 2000, each with why
+NUTS_SETTINGS: dict[str, dict] = {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", POSTERIOR_NAMES)
+def test_nuts_reproduces_the_reference_draws(name):
+    """The translation check: every coordinate's mean within 0.1 reference sd, sd within 10%."""
+    import jax
+
+    from models.posteriordb.check import check_one
+
+    with jax.enable_x64(True):
+        row = check_one(name, **NUTS_SETTINGS.get(name, {}))
+    assert row["passed"], row
