@@ -105,7 +105,8 @@ def test_registry_and_reference_shapes():
     """45 names, each program's sites match the reference draws; reachable through get_model."""
     from models.targets.registry import get_model
 
-    assert len(POSTERIOR_NAMES) == 45
+    on_disk = sorted(p.stem for p in (posteriordb_path() / "posteriors").glob("*.json"))
+    assert list(POSTERIOR_NAMES) == on_disk and len(on_disk) == 45
     spec = get_model("eight_schools-eight_schools_noncentered", backend="numpyro")
     assert spec.sites == (("mu", ()), ("tau", ()), ("theta_trans", (8,)))
     ref = spec.reference
