@@ -151,12 +151,20 @@ def test_iaf_fits_small_posteriors_near_the_reference(name, backend_name, steps,
     assert 0.5 < sd_ratio.min() and sd_ratio.max() < 2.0, sd_ratio
 
 
+def _nuts_case(name: str):
+    from models.posteriordb.check import NOTES
+
+    marks = [pytest.mark.slow]
+    if name in NOTES:  # fails for the stated reason, not the translation
+        marks.append(pytest.mark.xfail(reason=NOTES[name], strict=False))
+    return pytest.param(name, marks=marks)
+
+
 #: NUTS settings beyond the default single chain of 1000 + 2000, each with why
 NUTS_SETTINGS: dict[str, dict] = {}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", POSTERIOR_NAMES)
+@pytest.mark.parametrize("name", [_nuts_case(n) for n in POSTERIOR_NAMES])
 def test_nuts_reproduces_the_reference_draws(name):
     """The translation check: every coordinate's mean within 0.1 reference sd, sd within 10%."""
     import jax

@@ -30,6 +30,15 @@ from models.posteriordb.prims import unconstrain
 
 MEAN_TOL, SD_TOL = 0.1, 0.1
 
+#: posteriors whose check fails for a reason other than the translation, each with the evidence
+NOTES: dict[str, str] = {
+    "bball_drive_event_0-hmm_drive_0": (
+        "sd of the heavy-left-tailed coordinate log(lambda[2] - lambda[1]) only: NUTS 0.157 vs "
+        "reference 0.173 (4 chains x 2000: 10.8% off), while its 5%-99% quantiles agree within "
+        "0.005 and every other coordinate passes; the sd rests on the rare draws with lambda[2] "
+        "near lambda[1] (the reference's own 10 chains give sds from 0.151 to 0.203)"),
+}
+
 
 def nuts_latent_draws(name: str, *, warmup: int, draws: int, chains: int, seed: int):
     """``(z [chains * draws, D], info)``: NUTS draws of the flat unconstrained latent vector."""
@@ -75,17 +84,31 @@ def check_one(name: str, *, warmup: int = 1000, draws: int = 2000, chains: int =
 def markdown(rows: list[dict], meta: dict) -> str:
     """The table of ``rows`` (one per posterior) with a pass count and the run's settings."""
     ok = sum(r["passed"] for r in rows)
-    lines = [f"{ok} of {len(rows)} posteriors pass (mean within {MEAN_TOL} reference sd and sd "
-             f"within {SD_TOL:.0%} on every coordinate of the flat unconstrained latent vector).",
-             "", f"Machine: {meta['machine']}; load average at the start {meta['load']}; "
-             f"{meta['date']}; JAX x64.", "",
+    explained = sum(not r["passed"] and r["posterior"] in NOTES for r in rows)
+    lines = [f"{ok} of {len(rows)} posteriors pass, {explained} fail for a stated reason other than "
+             f"the translation (pass: mean within {MEAN_TOL} reference sd and "
+             f"sd within {SD_TOL:.0%} on every coordinate of the flat unconstrained latent vector).",
+             "", f"Machine: {meta['machine']}; load average (1, 5, 15 min) at the start {meta['load']}, "
+             f"at the last row {meta.get('load_now', 'n/a')}; "
+             f"{meta['date']}" + (f" (rows rerun {meta['rerun']})" if "rerun" in meta else "")
+             + "; JAX x64.", "",
              "| posterior | D | max mean err (sd) | max sd err | pass | draws | min ESS | "
              "divergences | NUTS s |", "|---|---:|---:|---:|:-:|---:|---:|---:|---:|"]
+    notes = []
     for r in rows:
         draws = f"{r['chains']}x{r['draws']}"
+        verdict = "yes" if r["passed"] else "**no**"
+        if not r["passed"] and r["posterior"] in NOTES:
+            notes.append(f"- **{r['posterior']}** ({len(notes) + 1}): {NOTES[r['posterior']]}.")
+            verdict = f"no ({len(notes)})"
+        if r.get("error"):
+            notes.append(f"- **{r['posterior']}** ({len(notes) + 1}): error {r['error']}.")
+            verdict = f"error ({len(notes)})"
         lines.append(f"| {r['posterior']} | {r['D']} | {r['mean_err']:.3f} | {r['sd_err']:.3f} | "
-                     f"{'yes' if r['passed'] else '**no**'} | {draws} | {r['min_ess']:.0f} | "
-                     f"{r['divergences']} | {r['seconds']:.0f} |")
+                     f"{verdict} | {draws} | {r['min_ess']:.0f} | {r['divergences']} | "
+                     f"{r['seconds']:.0f} |")
+    if notes:
+        lines += ["", "Not passed, and why:", ""] + notes
     return "\n".join(lines) + "\n"
 
 
@@ -97,17 +120,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--chains", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="docs/bench/posteriordb_nuts.json")
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from --out's JSON")
     p.add_argument("--resume", action="store_true", help="keep rows of --out for other posteriors "
                    "(a rerun of a name replaces its row)")
     args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.render:
+        raw = json.loads(out.read_text())
+        out.with_suffix(".md").write_text(markdown(raw["rows"], raw["meta"]))
+        return raw["rows"]
     import numpyro
 
     numpyro.enable_x64()
-    out = Path(args.out)
-    rows = json.loads(out.read_text())["rows"] if args.resume and out.exists() else []
     meta = {"machine": f"{platform.machine()} ({os.cpu_count()} cores)",
             "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    rows = []
+    if args.resume and out.exists():  # keep the first run's date and load, add this one's
+        raw = json.loads(out.read_text())
+        rows = raw["rows"]
+        meta = {**raw["meta"], "rerun": f"{meta['date']} at load {meta['load']}"}
     for name in [n.strip() for n in args.names.split(",") if n.strip()]:
         try:
             row = check_one(name, warmup=args.warmup, draws=args.draws, chains=args.chains,
@@ -121,6 +153,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = [r for r in rows if r["posterior"] != name] + [row]
         rows.sort(key=lambda r: r["posterior"])
         out.parent.mkdir(parents=True, exist_ok=True)
+        meta["load_now"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
         out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
         out.with_suffix(".md").write_text(markdown(rows, meta))
     return rows
