@@ -127,10 +127,11 @@ def test_missing_database_raises_clear_error(monkeypatch, tmp_path):
 
 
 #: (posterior, backend, steps, max |mean error| in reference sd): small fits of our AutoIAFNormal
-#: (Adam 1e-2, 1 particle); the first in the default suite, the others (slower set-up) under slow
+#: (Adam 1e-2, 1 particle); the first in the default suite, the others (slower set-up) under slow.
+#: hmm_example needs the default 2000 steps: at 1000 its two mu coordinates are still 2.3 sd off
 FITS = [pytest.param("gp_pois_regr-gp_regr", "numpyro", 300, 0.5, id="gp_regr-numpyro"),
         pytest.param("gp_pois_regr-gp_regr", "pyro", 300, 0.5, id="gp_regr-pyro", marks=pytest.mark.slow),
-        pytest.param("hmm_example-hmm_example", "numpyro", 1000, 0.3, id="hmm_example-numpyro",
+        pytest.param("hmm_example-hmm_example", "numpyro", 2000, 0.3, id="hmm_example-numpyro",
                      marks=pytest.mark.slow),
         pytest.param("eight_schools-eight_schools_noncentered", "numpyro", 1500, 0.3,
                      id="eight_schools_nc-numpyro", marks=pytest.mark.slow)]
