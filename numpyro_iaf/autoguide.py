@@ -1,8 +1,9 @@
-"""``AutoIAFNormal`` for NumPyro: a gated IAF over all latents, in one line."""
+"""``AutoIAFNormal`` for NumPyro: an IAF over all latents, in one line."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import jax
@@ -13,7 +14,7 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import ComposeTransform
 from numpyro.infer.autoguide import AutoContinuous
-from numpyro.infer.initialization import init_to_median
+from numpyro.infer.initialization import init_to_uniform
 
 from .checks import check_latent_sites
 from .masks import autoguide_defaults
@@ -53,6 +54,28 @@ class AutoIAFNormal(AutoContinuous):
     ``quantiles(params, quantiles)``, ``sample_posterior(rng_key, params, ...)``). Parameters are
     named ``{prefix}_loc``, ``{prefix}_scale``, ``{prefix}_flow`` (``prefix`` defaults to "auto").
 
+    Args:
+        model: the model (a callable); its latent sites are found by tracing it once.
+        num_flows: IAF steps; None is resolved from the latent dimension at set-up (see
+            ``autoguide_defaults``).
+        hidden_dims: hidden widths of each step's MADE; None gives ``default_hidden_dims(D)``.
+        skip: add the masked linear skip term ``V z`` to each step's shift (one step then covers any
+            full-covariance Gaussian).
+        gated: the paper's gated step (True) or the affine step (False); None is resolved from the
+            latent dimension at set-up (see ``autoguide_defaults``).
+        gate_bias: initial ``s`` of the gated steps, so a fresh gate is ``sigmoid(gate_bias)``.
+        init_loc_fn: where ``loc`` starts: a per-site init strategy, as in the framework's
+            autoguides.
+        init_scale: the initial posterior standard deviation of every latent coordinate (> 0).
+        stl: score the guide's own draws with the path-derivative gradient (same ELBO, less noise
+            near the optimum); None is resolved from the latent dimension at set-up (see
+            ``autoguide_defaults``).
+        prefix: name prefix of the guide's parameters and latent site; see above for the default.
+        hidden_dim: Pyro's spelling of ``hidden_dims`` (an int is one layer); wins when given.
+        num_transforms: Pyro's spelling of ``num_flows``; wins when given.
+        create_plates: as in the framework's autoguides: a callable of the model's arguments
+            returning the plates to run the guide in (e.g. a subsampled plate for minibatches).
+
     Example:
         >>> guide = AutoIAFNormal(model)
         >>> svi = SVI(model, guide, numpyro.optim.Adam(1e-2), Trace_ELBO())
@@ -71,7 +94,7 @@ class AutoIAFNormal(AutoContinuous):
         skip: bool = True,
         gated: bool | None = None,
         gate_bias: float = 2.0,
-        init_loc_fn: Callable = init_to_median,
+        init_loc_fn: Callable = init_to_uniform,
         init_scale: float = 0.1,
         stl: bool | None = None,
         prefix: str | None = None,
@@ -97,7 +120,7 @@ class AutoIAFNormal(AutoContinuous):
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_prototype(self, *args, **kwargs) -> None:
         try:
-            super()._setup_prototype(*args, **kwargs)
+            self._setup_valid_prototype(args, kwargs)
         except Exception as error:  # e.g. NumPyro's ImportError for discrete sites
             try:
                 trace = self._trace_model(args, kwargs)
@@ -116,6 +139,27 @@ class AutoIAFNormal(AutoContinuous):
             gate_bias=self.gate_bias,
         )
         self._arg_shapes = _shapes(args, kwargs)
+
+    def _setup_valid_prototype(self, args, kwargs) -> None:
+        """NumPyro's set-up, which retries ``init_loc_fn`` until the log density and its gradient
+        are finite; when every try fails (a deterministic ``init_loc_fn`` at a bad point), retry
+        from ``init_to_uniform`` as NumPyro's own guides do, with a warning."""
+        try:
+            super()._setup_prototype(*args, **kwargs)
+        except RuntimeError as error:
+            tried_uniform = self.init_loc_fn is init_to_uniform
+            if "Cannot find valid initial parameters" not in str(error) or tried_uniform:
+                raise
+            warnings.warn(
+                f"{type(self).__name__}: the model's log density or its gradient is not finite at "
+                "the start point from init_loc_fn; starting instead from a uniform draw in (-2, 2) "
+                "of the unconstrained space, as NumPyro's guides and NUTS retry (init_to_uniform). "
+                "Pass another init_loc_fn to choose the start.",
+                UserWarning,
+                stacklevel=5,
+            )
+            self.init_loc_fn = init_to_uniform
+            super()._setup_prototype(*args, **kwargs)
 
     def _check_sites(self, trace: dict) -> None:
         full_sizes = {name: s["args"][0] for name, s in trace.items() if s["type"] == "plate"}

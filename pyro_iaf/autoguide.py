@@ -1,4 +1,4 @@
-"""``AutoIAFNormal`` for Pyro: a gated IAF over all latents, in one line."""
+"""``AutoIAFNormal`` for Pyro: an IAF over all latents, in one line."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from torch.distributions import biject_to
 from .checks import check_latent_sites
 from .masks import autoguide_defaults
 from .posterior import IAFPosterior
+from .start import valid_start
 from .transforms import IAF
 
 __all__ = ["AutoIAFNormal"]
@@ -71,6 +72,28 @@ class AutoIAFNormal(AutoContinuous):
     latent site ``_{prefix}_latent``, with ``prefix`` defaulting to the class name; sites that
     cannot be sampled (``ImproperUniform``) start at a feasible point.
 
+    Args:
+        model: the model (a callable); its latent sites are found by tracing it once.
+        num_flows: IAF steps; None is resolved from the latent dimension at set-up (see
+            ``autoguide_defaults``).
+        hidden_dims: hidden widths of each step's MADE; None gives ``default_hidden_dims(D)``.
+        skip: add the masked linear skip term ``V z`` to each step's shift (one step then covers any
+            full-covariance Gaussian).
+        gated: the paper's gated step (True) or the affine step (False); None is resolved from the
+            latent dimension at set-up (see ``autoguide_defaults``).
+        gate_bias: initial ``s`` of the gated steps, so a fresh gate is ``sigmoid(gate_bias)``.
+        init_loc_fn: where ``loc`` starts: a per-site init strategy, as in the framework's
+            autoguides.
+        init_scale: the initial posterior standard deviation of every latent coordinate (> 0).
+        stl: score the guide's own draws with the path-derivative gradient (same ELBO, less noise
+            near the optimum); None is resolved from the latent dimension at set-up (see
+            ``autoguide_defaults``).
+        prefix: name prefix of the guide's parameters and latent site; see above for the default.
+        hidden_dim: Pyro's spelling of ``hidden_dims`` (an int is one layer); wins when given.
+        num_transforms: Pyro's spelling of ``num_flows``; wins when given.
+        create_plates: as in the framework's autoguides: a callable of the model's arguments
+            returning the plates to run the guide in (e.g. a subsampled plate for minibatches).
+
     Example:
         >>> guide = AutoIAFNormal(model)
         >>> svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
@@ -120,7 +143,7 @@ class AutoIAFNormal(AutoContinuous):
         check_latent_sites(type(self).__name__, latent, "AutoAmortizedIAF")
         super()._setup_prototype(*args, **kwargs)
         self.stl, self.num_flows, self.gated = autoguide_defaults(self.latent_dim, *self._requested)
-        init_loc = self._init_loc().detach()
+        init_loc = valid_start(self, self._init_loc().detach(), args, kwargs)
         shrink = initial_contraction(self.num_flows, self.gated, self.gate_bias)
         self.loc = PyroParam(init_loc)
         self.register_buffer("_zeros", torch.zeros_like(init_loc), persistent=False)
