@@ -1,7 +1,7 @@
 """posteriordb targets: both backends' translations agree, the reference maps onto the latent
 vector, small fits land near the reference, and (slow) NumPyro NUTS reproduces the reference draws.
 
-Needs the database (``../shared/posteriordb`` or ``$POSTERIOR_DB_PATH``); without it every test
+Needs the database (``../shared/posteriordb`` or ``$POSTERIORDB_PATH``); without it every test
 skips and says so.
 """
 
