@@ -40,7 +40,11 @@ BLOCK = re.compile(r"(<!-- generated: ([a-z][\w-]*)((?: [\w/.+-]+)*) -->\n)(.*?)
                    re.S)
 VALUE = re.compile(r"(<!--v ([a-z][\w/.+-]*)-->)(.*?)(<!--/v-->)")
 NAMES = {"pyro": "Pyro", "numpyro": "NumPyro", "diagonal": "diagonal", "lowrank": "low-rank",
-         "multivariate": "full-rank", "iaf_builtin": "built-in IAF", "iaf": "ours"}
+         "multivariate": "full-rank", "iaf_builtin": "built-in IAF", "iaf": "ours",
+         "iaf_gated": "previous default (2 gated, no stl)", "iaf_nostl": "1 affine, no stl",
+         "iaf_median": "ours, init_to_median"}
+#: columns of the defaults table (docs/bench/defaults.json, ``python docs/bench/merge_defaults.py``)
+DEFAULTS_GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf_median", "iaf", "iaf_gated", "iaf_nostl")
 COMPARE_GUIDES = ("diagonal", "lowrank", "multivariate", "iaf_builtin", "iaf")
 
 
@@ -192,10 +196,16 @@ def table_autoguide_previous() -> str:
     return "\n".join(lines)
 
 
-def table_compare_elbo(backend: str) -> str:
+def table_defaults(backend: str) -> str:
+    """Today's default, the previous one and the candidates beside the built-ins (defaults.json)."""
+    return table_compare_elbo(backend, _load("defaults.json")["rows"], DEFAULTS_GUIDES)
+
+
+def table_compare_elbo(backend: str, all_rows: list[dict] | None = None,
+                       order: tuple[str, ...] = COMPARE_GUIDES) -> str:
     """Final ELBO per model (mean over seeds; best in bold; "diverged (k/n)")."""
-    rows = [r for r in compare_rows() if r["backend"] == backend]
-    guides = [g for g in COMPARE_GUIDES if any(r["guide"] == g for r in rows)]
+    rows = [r for r in (compare_rows() if all_rows is None else all_rows) if r["backend"] == backend]
+    guides = [g for g in order if any(r["guide"] == g for r in rows)]
     models = list(dict.fromkeys(r["model"] for r in rows))
     lines = ["| model | " + " | ".join(NAMES[g] for g in guides) + " |", "|---" * (len(guides) + 1) + "|"]
     for m in models:
@@ -256,6 +266,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "autoguide_by_dimension": table_autoguide_by_dimension,
     "autoguide_previous": table_autoguide_previous,
     "compare_elbo": table_compare_elbo,
+    "defaults": table_defaults,
     "compare_khat": table_compare_khat,
     "compare_full": table_compare_full,
     "stl_cost": table_stl_cost,

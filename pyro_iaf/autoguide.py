@@ -6,6 +6,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 
+import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
@@ -159,7 +160,23 @@ class AutoIAFNormal(AutoContinuous):
             gated=self.gated,
             gate_bias=self.gate_bias,
         ).to(dtype=init_loc.dtype, device=init_loc.device)
+        self._adopt_stored_flow()
         self._arg_shapes = _shapes(args, kwargs)
+
+    def _adopt_stored_flow(self) -> None:
+        """Start the flow from weights the param store already holds (``pyro.get_param_store().load``).
+
+        Pyro registers the flow with ``pyro.module(..., update_module_params=False)``, which would
+        keep the fresh weights in the module and train a stale copy in the store: copy the stored
+        values in and let the store hold the module's own tensors again."""
+        store = pyro.get_param_store()
+        prefix = f"{self._pyro_get_fullname('flow')}$$$"
+        with torch.no_grad():
+            for name, param in self.flow.named_parameters():
+                key = prefix + name
+                if key in store and store[key].shape == param.shape:
+                    param.copy_(store[key])
+                    del store[key]
 
     def _trace_model(self, args, kwargs):
         """One blocked run of the model (its sites, for checks); torch's random stream is left as is."""

@@ -53,3 +53,21 @@ def test_each_fix_works(store_with_a_fitted_guide):
     pyro.clear_param_store()
     result = fit(second, AutoIAFNormal(second), num_steps=2, progress_bar=False)
     assert result.params["AutoIAFNormal.loc"].shape == (2,)
+
+
+def test_a_loaded_param_store_restores_the_flow_and_trains_it(tmp_path):
+    """``pyro.get_param_store().save/load`` then a fresh guide: the same posterior (the flow's
+    weights too, not only loc and scale), and the store holds the tensors the flow computes with."""
+    pyro.clear_param_store()
+    model = normal_model(3)
+    guide = AutoIAFNormal(model)
+    fit(model, guide, num_steps=30, seed=0, progress_bar=False, optim=pyro.optim.Adam({"lr": 0.05}))
+    before = guide.quantiles([0.1, 0.9])["x"]
+    pyro.get_param_store().save(tmp_path / "store.pt")
+    pyro.clear_param_store()
+    pyro.get_param_store().load(tmp_path / "store.pt")
+    loaded = AutoIAFNormal(model)
+    loaded()
+    torch.testing.assert_close(loaded.quantiles([0.1, 0.9])["x"], before)
+    store = pyro.get_param_store()
+    assert all(store[f"AutoIAFNormal.flow$$${n}"] is p for n, p in loaded.flow.named_parameters())
