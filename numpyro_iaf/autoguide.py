@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import jax
@@ -13,7 +14,7 @@ from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import ComposeTransform
 from numpyro.infer.autoguide import AutoContinuous
-from numpyro.infer.initialization import init_to_median
+from numpyro.infer.initialization import init_to_uniform
 
 from .checks import check_latent_sites
 from .masks import autoguide_defaults
@@ -71,7 +72,7 @@ class AutoIAFNormal(AutoContinuous):
         skip: bool = True,
         gated: bool | None = None,
         gate_bias: float = 2.0,
-        init_loc_fn: Callable = init_to_median,
+        init_loc_fn: Callable = init_to_uniform,
         init_scale: float = 0.1,
         stl: bool | None = None,
         prefix: str | None = None,
@@ -97,7 +98,7 @@ class AutoIAFNormal(AutoContinuous):
     # -- set-up ---------------------------------------------------------------------------------
     def _setup_prototype(self, *args, **kwargs) -> None:
         try:
-            super()._setup_prototype(*args, **kwargs)
+            self._setup_valid_prototype(args, kwargs)
         except Exception as error:  # e.g. NumPyro's ImportError for discrete sites
             try:
                 trace = self._trace_model(args, kwargs)
@@ -116,6 +117,27 @@ class AutoIAFNormal(AutoContinuous):
             gate_bias=self.gate_bias,
         )
         self._arg_shapes = _shapes(args, kwargs)
+
+    def _setup_valid_prototype(self, args, kwargs) -> None:
+        """NumPyro's set-up, which retries ``init_loc_fn`` until the log density and its gradient
+        are finite; when every try fails (a deterministic ``init_loc_fn`` at a bad point), retry
+        from ``init_to_uniform`` as NumPyro's own guides do, with a warning."""
+        try:
+            super()._setup_prototype(*args, **kwargs)
+        except RuntimeError as error:
+            tried_uniform = self.init_loc_fn is init_to_uniform
+            if "Cannot find valid initial parameters" not in str(error) or tried_uniform:
+                raise
+            warnings.warn(
+                f"{type(self).__name__}: the model's log density or its gradient is not finite at "
+                "the start point from init_loc_fn; starting instead from a uniform draw in (-2, 2) "
+                "of the unconstrained space, as NumPyro's guides and NUTS retry (init_to_uniform). "
+                "Pass another init_loc_fn to choose the start.",
+                UserWarning,
+                stacklevel=5,
+            )
+            self.init_loc_fn = init_to_uniform
+            super()._setup_prototype(*args, **kwargs)
 
     def _check_sites(self, trace: dict) -> None:
         full_sizes = {name: s["args"][0] for name, s in trace.items() if s["type"] == "plate"}

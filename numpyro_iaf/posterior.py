@@ -19,6 +19,7 @@ def known_inverse(flow: IAF, params, u: jnp.ndarray, eps: jnp.ndarray) -> jnp.nd
     The value is ``eps``; the derivative with respect to ``u`` is the inverse Jacobian
     ``(d flow / d eps)^-1``, from ``D`` batched forward-mode passes and one ``D x D`` solve per
     draw, so nothing runs the flow's ``D``-pass sequential inverse. ``params`` get no gradient.
+    A draw whose solve is not finite (a numerically singular Jacobian) gets a zero gradient.
     """
 
     def apply(p, e):
@@ -35,6 +36,8 @@ def known_inverse(flow: IAF, params, u: jnp.ndarray, eps: jnp.ndarray) -> jnp.nd
         p, e = residuals
         jac = jnp.vectorize(jax.jacfwd(lambda x: apply(p, x)), signature="(d)->(d,d)")(e)
         grad_u = jnp.linalg.solve(jnp.swapaxes(jac, -1, -2), cotangent[..., None])[..., 0]
+        # a draw whose Jacobian is numerically singular gets no path term rather than a NaN
+        grad_u = jnp.where(jnp.isfinite(grad_u).all(-1, keepdims=True), grad_u, 0.0)
         return jax.tree.map(jnp.zeros_like, p), grad_u, jnp.zeros_like(e)
 
     inverse.defvjp(forward, backward)

@@ -19,6 +19,7 @@ from torch.distributions import biject_to
 from .checks import check_latent_sites
 from .masks import autoguide_defaults
 from .posterior import IAFPosterior
+from .start import valid_start
 from .transforms import IAF
 
 __all__ = ["AutoIAFNormal"]
@@ -120,7 +121,7 @@ class AutoIAFNormal(AutoContinuous):
         check_latent_sites(type(self).__name__, latent, "AutoAmortizedIAF")
         super()._setup_prototype(*args, **kwargs)
         self.stl, self.num_flows, self.gated = autoguide_defaults(self.latent_dim, *self._requested)
-        init_loc = self._init_loc().detach()
+        init_loc = valid_start(self, self._init_loc().detach(), args, kwargs)
         shrink = initial_contraction(self.num_flows, self.gated, self.gate_bias)
         self.loc = PyroParam(init_loc)
         self.register_buffer("_zeros", torch.zeros_like(init_loc), persistent=False)

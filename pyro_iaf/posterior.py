@@ -31,7 +31,9 @@ class _KnownInverse(torch.autograd.Function):
 
         flat = eps.reshape(-1, D)
         jac = torch.func.vmap(torch.func.jacfwd(apply))(flat)  # [N, D, D]
-        g = torch.linalg.solve(jac.transpose(-1, -2), grad.reshape(-1, D, 1))
+        g = torch.linalg.solve_ex(jac.transpose(-1, -2), grad.reshape(-1, D, 1))[0]
+        # a draw whose Jacobian is numerically singular gets no path term rather than a NaN
+        g = torch.where(torch.isfinite(g).all(-2, keepdim=True), g, torch.zeros_like(g))
         return g.reshape(grad.shape), None, None
 
 
@@ -41,6 +43,7 @@ def known_inverse(flow: IAF, u: torch.Tensor, eps: torch.Tensor) -> torch.Tensor
     The value is ``eps``; the derivative with respect to ``u`` is the inverse Jacobian
     ``(d flow / d eps)^-1``, from ``D`` batched forward-mode passes and one ``D x D`` solve per
     draw, so nothing runs the flow's ``D``-pass sequential inverse. The flow gets no gradient.
+    A draw whose solve is not finite (a numerically singular Jacobian) gets a zero gradient.
     """
     return _KnownInverse.apply(u, eps.detach(), flow)
 

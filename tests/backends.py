@@ -81,11 +81,12 @@ class PyroBackend:
         base = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * np.log(2 * np.pi)
         return self.numpy(base - logdet)
 
-    def path_derivative(self, flow, loc, scale, num: int, seed: int):
+    def path_derivative(self, flow, loc, scale, num: int, seed: int, reference: bool = True):
         """Draws ``z = loc + scale * flow(eps)`` of ``IAFPosterior(stl=True)``: returns its
         ``log_prob`` values, the exact ones (sequential inverse), the gradient of the sum of its
         ``log_prob`` with respect to the flow's parameters and ``loc``, and the brute-force path
-        derivative ``(dz/dparams)^T grad_z log q(z)`` (gradient through the exact inverse)."""
+        derivative ``(dz/dparams)^T grad_z log q(z)`` (gradient through the exact inverse).
+        ``reference=False``: only the first and third (the last two are None)."""
         from pyro_iaf.posterior import IAFPosterior
 
         torch = self.torch
@@ -100,12 +101,14 @@ class PyroBackend:
         z = q.rsample((num,))
         value = q.log_prob(z)
         grad = torch.autograd.grad(value.sum(), params, retain_graph=True)
+        flat = lambda gs: np.concatenate([self.numpy(g).ravel() for g in gs])  # noqa: E731
+        if not reference:
+            return self.numpy(value), None, flat(grad), None
         z_free = z.detach().requires_grad_()
         exact = posterior(False).log_prob(z_free)
         (grad_z,) = torch.autograd.grad(exact.sum(), z_free)
-        reference = torch.autograd.grad(z, params, grad_outputs=grad_z)
-        flat = lambda gs: np.concatenate([self.numpy(g).ravel() for g in gs])  # noqa: E731
-        return self.numpy(value), self.numpy(exact), flat(grad), flat(reference)
+        brute_force = torch.autograd.grad(z, params, grad_outputs=grad_z)
+        return self.numpy(value), self.numpy(exact), flat(grad), flat(brute_force)
 
     def num_params(self, flow) -> int:
         return sum(p.numel() for p in flow.parameters())
@@ -177,7 +180,7 @@ class NumPyroBackend:
         base = -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * np.log(2 * np.pi)
         return np.asarray(base - logdet)
 
-    def path_derivative(self, flow, loc, scale, num: int, seed: int):
+    def path_derivative(self, flow, loc, scale, num: int, seed: int, reference: bool = True):
         """See ``PyroBackend.path_derivative``: the same four arrays."""
         from numpyro_iaf.posterior import IAFPosterior
 
@@ -195,6 +198,9 @@ class NumPyroBackend:
         params = (flow.params, self.array(loc))
         value = draw(params)[1]
         grad = jax.grad(lambda p: draw(p)[1].sum())(params)
+        flat = lambda tree: np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(tree)])  # noqa: E731
+        if not reference:
+            return np.asarray(value), None, flat(grad), None
 
         def exact_log_prob(z, params):
             return IAFPosterior(flow.with_params(params[0]), params[1], scale).log_prob(z)
@@ -203,9 +209,8 @@ class NumPyroBackend:
         exact = exact_log_prob(z, params)
         grad_z = jax.grad(lambda z: exact_log_prob(z, params).sum())(z)
         _, pullback = jax.vjp(lambda p: draw(p)[0], params)
-        (reference,) = pullback(grad_z)
-        flat = lambda tree: np.concatenate([np.asarray(x).ravel() for x in jax.tree.leaves(tree)])  # noqa: E731
-        return np.asarray(value), np.asarray(exact), flat(grad), flat(reference)
+        (brute_force,) = pullback(grad_z)
+        return np.asarray(value), np.asarray(exact), flat(grad), flat(brute_force)
 
     def num_params(self, flow) -> int:
         return sum(leaf.size for leaf in self.jax.tree.leaves(flow.params))

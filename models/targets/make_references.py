@@ -32,6 +32,9 @@ OVERRIDES = {
     "stochastic_volatility": {"target_accept_prob": 0.98, "num_samples": 1000},
     "cox_process": {"dense_mass": True},
     "horseshoe_regression": {"target_accept_prob": 0.995},
+    "sv_sp500": {"target_accept_prob": 0.95, "dense_mass": True},
+    # multimodal (permuted / sign-flipped hidden units): one chain stays in one mode
+    "bnn": {"num_chains": 1, "num_samples": 4000, "target_accept_prob": 0.95},
 }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from models.api import backend as use_backend
 from models.spec import ModelSpec
 from models.targets.banana import banana
+from models.targets.bnn import bnn
 from models.targets.brownian_motion import brownian_motion
 from models.targets.cox_process import cox_process
 from models.targets.eight_schools import eight_schools
@@ -26,6 +27,7 @@ from models.targets.linear_gaussian import linear_gaussian
 from models.targets.logistic_regression import logistic_regression
 from models.targets.ordinal_regression import ordinal_regression
 from models.targets.stochastic_volatility import stochastic_volatility
+from models.targets.sv_sp500 import sv_sp500
 
 MODELS: dict[str, Callable[..., ModelSpec]] = {
     "linear_gaussian": linear_gaussian,
@@ -42,13 +44,17 @@ MODELS: dict[str, Callable[..., ModelSpec]] = {
     "gp_classification": gp_classification,
     "hierarchical_logistic": hierarchical_logistic,
     "ordinal_regression": ordinal_regression,
+    "sv_sp500": sv_sp500,
+    "bnn": bnn,
 }
 
 #: models whose reference comes from ``models/targets/references/<name>.json`` (NUTS)
 NUTS_MODELS = ("eight_schools", "logistic_regression", "hierarchical_regression",
                "stochastic_volatility", "cox_process", "item_response",
                "horseshoe_regression", "gp_classification", "hierarchical_logistic",
-               "ordinal_regression")
+               "ordinal_regression", "sv_sp500", "bnn")
+#: models whose posterior is multimodal: their NUTS reference is one chain in one mode
+ONE_MODE_MODELS = ("bnn",)
 
 
 def get_model(name: str, backend: str | None = None, **kwargs) -> ModelSpec:
