@@ -77,7 +77,8 @@ def _known_inverse(flow: IAF, u, eps):
     """``eps = flow^-1(u)`` where ``eps [..., D]`` is known (``flow(eps) == u``): the value
     ``eps``, the derivative with respect to ``u`` the inverse Jacobian, per element of the
     context ``h [..., C]`` (``D`` forward-mode passes and a ``D x D`` solve per draw). The flow's
-    parameters and context get no gradient (``posterior.known_inverse`` without a context)."""
+    parameters and context get no gradient; a draw whose solve is not finite gets a zero one
+    (``posterior.known_inverse``, with a context)."""
     params = jax.lax.stop_gradient(flow.params)
     h = None if flow.context is None else jax.lax.stop_gradient(flow.context)
     eps = jax.lax.stop_gradient(eps)
@@ -107,6 +108,8 @@ def _known_inverse(flow: IAF, u, eps):
         e, c = residuals
         jac = jacobian(e, c)
         grad_u = jnp.linalg.solve(jnp.swapaxes(jac, -1, -2), cotangent[..., None])[..., 0]
+        # a draw whose Jacobian is numerically singular gets no path term rather than a NaN
+        grad_u = jnp.where(jnp.isfinite(grad_u).all(-1, keepdims=True), grad_u, 0.0)
         return grad_u, jnp.zeros_like(e), None if c is None else jnp.zeros_like(c)
 
     inverse.defvjp(forward, backward)

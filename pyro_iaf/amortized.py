@@ -76,7 +76,8 @@ class _CentredIAFNormal(AutoIAFNormal):
 
 class _KnownInverse(torch.autograd.Function):
     """Value ``eps``; gradient with respect to ``u`` through ``(d flow_h / d eps)^-1``, per
-    element of the context ``h`` (``posterior.known_inverse`` with a context)."""
+    element of the context ``h``; zero for a draw whose solve is not finite
+    (``posterior.known_inverse``, with a context)."""
 
     @staticmethod
     def forward(ctx, u: torch.Tensor, eps: torch.Tensor, h: torch.Tensor | None, flow: IAF) -> torch.Tensor:
@@ -102,7 +103,9 @@ class _KnownInverse(torch.autograd.Function):
         else:
             c = h.expand(*shape, h.shape[-1]).reshape(-1, h.shape[-1])
             jac = torch.func.vmap(torch.func.jacfwd(apply))(e, c)
-        g = torch.linalg.solve(jac.transpose(-1, -2), grad.expand(*shape, D).reshape(-1, D, 1))
+        g = torch.linalg.solve_ex(jac.transpose(-1, -2), grad.expand(*shape, D).reshape(-1, D, 1))[0]
+        # a draw whose Jacobian is numerically singular gets no path term rather than a NaN
+        g = torch.where(torch.isfinite(g).all(-2, keepdim=True), g, torch.zeros_like(g))
         return g.reshape(*shape, D).sum_to_size(grad.shape), None, None, None
 
 
