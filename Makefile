@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # pytest-xdist workers: one per core of the 2-core CI machine (TEST_WORKERS=0 runs in-process)
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-slow bench lint docs clean
+.PHONY: venv demo test test-slow bench lint figures docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -30,7 +30,10 @@ test-slow: venv
 bench: venv
 	$(PY) -m models.bench.autoguide --out results/bench --resume
 
-docs: venv  # strict: any warning, broken cross-reference or broken internal link fails the build
+figures: venv  # the docs' tables and figures from the result files in docs/bench/ (docs/generate.py)
+	$(PY) docs/generate.py
+
+docs: figures  # strict: any warning, broken cross-reference or broken internal link fails the build
 	$(PY) -m sphinx -b html -E -W --keep-going -n -q docs docs/_build/html
 	@echo "Open docs/_build/html/index.html"
 

@@ -1,4 +1,4 @@
-"""``AutoIAFNormal`` for NumPyro: a gated IAF over all latents, in one line."""
+"""``AutoIAFNormal`` for NumPyro: an IAF over all latents, in one line."""
 
 from __future__ import annotations
 
@@ -53,6 +53,28 @@ class AutoIAFNormal(AutoContinuous):
     Same constructor as ``pyro_iaf.AutoIAFNormal``; methods follow NumPyro (``median(params)``,
     ``quantiles(params, quantiles)``, ``sample_posterior(rng_key, params, ...)``). Parameters are
     named ``{prefix}_loc``, ``{prefix}_scale``, ``{prefix}_flow`` (``prefix`` defaults to "auto").
+
+    Args:
+        model: the model (a callable); its latent sites are found by tracing it once.
+        num_flows: IAF steps; None is resolved from the latent dimension at set-up (see
+            ``autoguide_defaults``).
+        hidden_dims: hidden widths of each step's MADE; None gives ``default_hidden_dims(D)``.
+        skip: add the masked linear skip term ``V z`` to each step's shift (one step then covers any
+            full-covariance Gaussian).
+        gated: the paper's gated step (True) or the affine step (False); None is resolved from the
+            latent dimension at set-up (see ``autoguide_defaults``).
+        gate_bias: initial ``s`` of the gated steps, so a fresh gate is ``sigmoid(gate_bias)``.
+        init_loc_fn: where ``loc`` starts: a per-site init strategy, as in the framework's
+            autoguides.
+        init_scale: the initial posterior standard deviation of every latent coordinate (> 0).
+        stl: score the guide's own draws with the path-derivative gradient (same ELBO, less noise
+            near the optimum); None is resolved from the latent dimension at set-up (see
+            ``autoguide_defaults``).
+        prefix: name prefix of the guide's parameters and latent site; see above for the default.
+        hidden_dim: Pyro's spelling of ``hidden_dims`` (an int is one layer); wins when given.
+        num_transforms: Pyro's spelling of ``num_flows``; wins when given.
+        create_plates: as in the framework's autoguides: a callable of the model's arguments
+            returning the plates to run the guide in (e.g. a subsampled plate for minibatches).
 
     Example:
         >>> guide = AutoIAFNormal(model)

@@ -11,7 +11,11 @@ __all__ = ["export_params", "convert_flow", "flow_from_weights", "export_guide_p
 
 
 def export_params(flow) -> dict[str, np.ndarray]:
-    """Flat ``{"steps.<t>.<name>": array}`` of an IAF of either backend (masks excluded)."""
+    """Flat ``{"steps.<t>.<name>": array}`` of an IAF of either backend (masks excluded).
+
+    Args:
+        flow: an ``IAF`` of either backend.
+    """
     if hasattr(flow, "state_dict"):  # PyTorch module: each step's weights by name
         return {
             f"steps.{t}.{k}": v.detach().cpu().numpy()
@@ -22,12 +26,21 @@ def export_params(flow) -> dict[str, np.ndarray]:
 
 
 def convert_flow(flow) -> IAF:
-    """A ``numpyro_iaf.IAF`` with the configuration and weights of ``flow`` (e.g. a ``pyro_iaf.IAF``)."""
+    """A ``numpyro_iaf.IAF`` with the configuration and weights of ``flow`` (e.g. a ``pyro_iaf.IAF``).
+
+    Args:
+        flow: an ``IAF`` of either backend.
+    """
     return flow_from_weights(flow.config, export_params(flow))
 
 
 def flow_from_weights(config: dict, weights: dict[str, np.ndarray]) -> IAF:
-    """``IAF(**config)`` carrying the flat ``weights`` of :func:`export_params`."""
+    """``IAF(**config)`` carrying the flat ``weights`` of :func:`export_params`.
+
+    Args:
+        config: the flow's ``IAF.config`` (its constructor arguments).
+        weights: flat weights from :func:`export_params`.
+    """
     ours = IAF(**config)
     expected = {f"steps.{t}.{k}" for t, step in enumerate(ours.params) for k in step}
     missing = expected ^ set(weights)
@@ -46,6 +59,10 @@ def export_guide_params(guide, params: dict | None = None) -> dict:
     ``{"sites": [(name, size), ...] in latent order, "loc": {site: [size]}, "scale": {site: [size]},
     "flow": export_params(flow)}``: the latent vector is split by site name, so a twin guide
     whose sites are ordered differently can still take it (:func:`import_guide_params`).
+
+    Args:
+        guide: a fitted ``AutoIAFNormal``.
+        params: the guide's SVI parameters, e.g. ``FitResult.params``.
     """
     p = guide.prefix
     loc, scale = np.asarray(params[f"{p}_loc"]), np.asarray(params[f"{p}_scale"])
@@ -66,6 +83,11 @@ def import_guide_params(guide, state: dict, *args, **kwargs) -> dict:
 
     ``*args, **kwargs`` are the model's, needed once to set the guide up. The flow's weights
     are only meaningful for the same latent order, which is checked.
+
+    Args:
+        guide: an ``AutoIAFNormal`` of the same model (same latent sites and order).
+        state: the output of ``export_guide_params`` of either backend.
+        *args: the model's arguments (``**kwargs`` likewise), to set the guide up.
     """
     import jax
     from numpyro import handlers

@@ -23,7 +23,13 @@ CHUNK = 100
 
 @dataclass
 class FitResult:
-    """``params``: ``{name: array}`` (constrained); ``losses``: one per step; ``state``: SVI state."""
+    """``params``: ``{name: array}`` (constrained); ``losses``: one per step; ``state``: SVI state.
+
+    Args:
+        params: the fitted parameters, ``{name: value}``, constrained.
+        losses: the loss (negative ELBO) of every step.
+        state: the final ``SVIState`` (continue with ``svi.update``).
+    """
 
     params: dict
     losses: list[float]
@@ -47,6 +53,20 @@ def fit(
     in chunks of :data:`CHUNK` steps, from ``init_params`` (constrained values, e.g. a previous
     ``FitResult.params``) when given. Raises :class:`NonFiniteLossError` at the first step whose
     loss or updated parameters are NaN or infinite, carrying the last state with a finite loss.
+
+    Args:
+        model: the model.
+        guide: the guide (any guide of the framework, ours or not).
+        *args: the model's and guide's positional arguments, passed at every step (``**kwargs``
+            likewise).
+        optim: the optimiser (``numpyro.optim``); None gives ``Adam(1e-2)``.
+        num_steps: number of SVI steps.
+        num_particles: ELBO particles per step (used when ``loss`` is None).
+        seed: random seed of the run.
+        progress_bar: show a tqdm progress bar.
+        loss: the ELBO; None gives ``Trace_ELBO(num_particles)``.
+        init_params: constrained parameter values to start from, e.g. ``FitResult.params`` or
+            ``NonFiniteLossError.params``.
     """
     optim = optim if optim is not None else numpyro.optim.Adam(1e-2)
     loss = loss if loss is not None else Trace_ELBO(num_particles=num_particles)

@@ -38,6 +38,13 @@ def made_masks(
     ``[H_l, H_{l-1}]`` (``H_{-1} = D``), ``output_mask`` ``[D, H_last]`` (shared by ``m`` and
     ``s``; ``[D, D]`` strictly triangular when there is no hidden layer) and ``skip_mask``
     ``[D, D]`` (output ``i`` sees input ``j`` iff ``deg_j < deg_i``).
+
+    Args:
+        input_dim: ``D``, the number of inputs and of each output.
+        hidden_dims: widths of the hidden layers (may be empty).
+        context: whether a context is fed to the hidden layers (it is unmasked; no effect on the
+            masks' values).
+        reverse: use the reversed variable order.
     """
     d_in = input_degrees(input_dim, reverse)
     previous = d_in
@@ -63,7 +70,14 @@ def autoguide_defaults(
 
     ``stl`` is on up to :data:`STL_MAX_DIM`; with it, one affine step; without it, two gated
     steps (each was the better flow in its regime on the fourteen targets and the linear-Gaussian
-    benchmark, docs/iaf_diagnosis.md)."""
+    benchmark, docs/iaf_diagnosis.md).
+
+    Args:
+        latent_dim: ``D``, the number of unconstrained latent coordinates.
+        stl: the user's ``stl`` (None: resolve it).
+        num_flows: the user's ``num_flows`` (None: resolve it).
+        gated: the user's ``gated`` (None: resolve it).
+    """
     stl = latent_dim <= STL_MAX_DIM if stl is None else stl
     num_flows = (1 if stl else 2) if num_flows is None else num_flows
     gated = (not stl) if gated is None else gated
@@ -71,5 +85,9 @@ def autoguide_defaults(
 
 
 def default_hidden_dims(input_dim: int) -> tuple[int, ...]:
-    """Default MADE widths (both backends): one hidden layer of ``2 D`` units, in [16, 256]."""
+    """Default MADE widths (both backends): one hidden layer of ``2 D`` units, in [16, 256].
+
+    Args:
+        input_dim: ``D``.
+    """
     return (min(max(2 * input_dim, 16), 256),)

@@ -40,6 +40,16 @@ class MADE:
     Same maths, names and defaults as ``pyro_iaf.MADE``; ``made(z, h)`` uses ``made.params``,
     ``made.apply(params, z, h)`` any other parameters of the same structure.
 
+    Args:
+        input_dim: ``D``, the number of inputs (and of each output ``m``, ``s``).
+        hidden_dims: widths of the ELU hidden layers (may be empty).
+        context_dim: size ``C`` of the context ``h`` fed to every hidden layer (0: none).
+        skip: add the strictly lower-triangular linear term ``V z`` to ``m``.
+        reverse: use the reversed variable order.
+        s_bias: initial value of ``b_s`` (the gate's or log-scale's bias).
+        output_scale: scale of the output layer's initial weights.
+        seed: seed of the initial weights.
+
     Example:
         >>> made = MADE(5, (16,), context_dim=3)
         >>> m, s = made(jnp.ones((7, 5)), jnp.ones((7, 3)))

@@ -31,7 +31,11 @@ AXIS = "data"
 
 def local_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A 1-D :class:`~jax.sharding.Mesh` with axis :data:`AXIS` over ``devices`` (default: all
-    local devices of the default backend)."""
+    local devices of the default backend).
+
+    Args:
+        devices: the devices; None gives all local devices of the default backend.
+    """
     devices = list(jax.local_devices() if devices is None else devices)
     if not devices:
         raise ValueError("local_mesh: no devices given; pass e.g. devices=jax.local_devices()")
@@ -57,7 +61,13 @@ def _check_divisible(x, n: int, what: str) -> None:
 def shard_batch(x, mesh: Mesh, name: str = "x"):
     """``x [B, ...]`` (array or pytree of arrays) split along ``B`` over the mesh's devices.
 
-    Raises ``ValueError`` (naming ``name``) if ``B`` is not a multiple of the device count."""
+    Raises ``ValueError`` (naming ``name``) if ``B`` is not a multiple of the device count.
+
+    Args:
+        x: an array or pytree of arrays ``[B, ...]``.
+        mesh: the device mesh.
+        name: what ``x`` is, for the error message.
+    """
     n = mesh.devices.size
     for path, leaf in jax.tree_util.tree_flatten_with_path(x)[0]:
         _check_divisible(leaf, n, f"{name}{jax.tree_util.keystr(path)}")
@@ -65,7 +75,12 @@ def shard_batch(x, mesh: Mesh, name: str = "x"):
 
 
 def replicate(tree, mesh: Mesh):
-    """A full copy of every array of ``tree`` on each device of ``mesh`` (no copy if already so)."""
+    """A full copy of every array of ``tree`` on each device of ``mesh`` (no copy if already so).
+
+    Args:
+        tree: a pytree of arrays.
+        mesh: the device mesh.
+    """
     return _place(tree, NamedSharding(mesh, PartitionSpec()))
 
 
@@ -88,6 +103,11 @@ def data_parallel_update(
     Works for any model/guide whose batch is the leading axis of its positional array arguments;
     with one device it is ``jax.jit(svi.update)``. A drop-in for ``jax.jit(svi.update)``, ahead-of-
     time compilation included: ``update.lower(state, x).compile()(state, x)``.
+
+    Args:
+        svi: a ``numpyro.infer.SVI``.
+        devices: the devices to use; None gives all local devices.
+        mesh: a mesh to use instead of ``devices``.
     """
     if mesh is None:
         mesh = local_mesh(devices)
@@ -97,7 +117,12 @@ def data_parallel_update(
 
 
 class DataParallelUpdate:
-    """``fn(state, *batch, **kwargs)`` jitted over ``mesh``: see :func:`data_parallel_update`."""
+    """``fn(state, *batch, **kwargs)`` jitted over ``mesh``: see :func:`data_parallel_update`.
+
+    Args:
+        fn: ``fn(state, *batch, **kwargs)``, e.g. ``svi.update``.
+        mesh: the device mesh (axis ``AXIS``).
+    """
 
     def __init__(self, fn: Callable, mesh: Mesh) -> None:
         self.mesh = mesh

@@ -20,6 +20,12 @@ def known_inverse(flow: IAF, params, u: jnp.ndarray, eps: jnp.ndarray) -> jnp.nd
     ``(d flow / d eps)^-1``, from ``D`` batched forward-mode passes and one ``D x D`` solve per
     draw, so nothing runs the flow's ``D``-pass sequential inverse. ``params`` get no gradient.
     A draw whose solve is not finite (a numerically singular Jacobian) gets a zero gradient.
+
+    Args:
+        flow: the ``IAF``.
+        params: the flow's parameters (they get no gradient).
+        u: ``[..., D]``, the flow's output.
+        eps: ``[..., D]``, its known input.
     """
 
     def apply(p, e):
@@ -52,6 +58,12 @@ class IAFPosterior(dist.TransformedDistribution):
     (the parameters of ``q`` enter stopped): the path-derivative ELBO gradient, which drops the
     score term (zero in expectation) and with it most of the noise once ``q`` is close to the
     posterior. Costs ``D`` forward-mode passes and a ``D x D`` solve per draw in the backward pass.
+
+    Args:
+        flow: the ``IAF`` applied to ``eps``.
+        loc: ``[D]``, the shift after the flow.
+        scale: ``[D]``, the scale after the flow (> 0).
+        stl: score the distribution's own draws with the path-derivative gradient.
     """
 
     def __init__(self, flow: IAF, loc: jnp.ndarray, scale: jnp.ndarray, *, stl: bool = False) -> None:

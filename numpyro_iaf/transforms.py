@@ -64,6 +64,19 @@ class IAF(Transform):
     ``seed``); ``flow.with_params(p)`` rebinds them, e.g. to values from ``numpyro.param``.
     Same names, arguments and defaults as ``pyro_iaf.IAF``.
 
+    Args:
+        input_dim: ``D``, the size of ``z``.
+        num_flows: ``K``, the number of steps; the variable order is reversed between steps.
+        hidden_dims: hidden widths of each step's MADE; None gives ``default_hidden_dims(D)``.
+        context_dim: size ``C`` of a context ``h`` that conditions every step (0: none; see
+            ``condition``).
+        skip: the masked linear skip term ``V z`` in each step's ``m``.
+        gated: the paper's gated step (True) or the affine step (False).
+        gate_bias: initial ``s`` of a gated step (a fresh gate is ``sigmoid(gate_bias)``).
+        output_scale: scale of the output layers' initial weights (near-identity steps at the
+            start).
+        seed: seed of the initial weights.
+
     Example:
         >>> flow = IAF(4, num_flows=2, hidden_dims=(16,))
         >>> z = jnp.ones((10, 4))

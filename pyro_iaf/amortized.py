@@ -49,7 +49,13 @@ GLOBAL_MEDIAN_SAMPLES = 1001
 def init_to_global_median(site: dict | None = None, num_samples: int = GLOBAL_MEDIAN_SAMPLES):
     """``init_to_median`` with ``num_samples`` draws for sites outside every plate (15, Pyro's
     default, elsewhere): the median of 15 draws scatters by ~0.3 prior sd, which a global's
-    ``loc`` must then cross at Adam's ~``lr`` per step."""
+    ``loc`` must then cross at Adam's ~``lr`` per step.
+
+    Args:
+        site: the site to initialise (None returns the strategy itself, as Pyro's init strategies
+            do).
+        num_samples: prior draws whose median starts a site outside every plate.
+    """
     if site is None:
         return functools.partial(init_to_global_median, num_samples=num_samples)
     plated = bool(site.get("cond_indep_stack"))
@@ -171,6 +177,17 @@ class MLPEncoder(nn.Module):
     makes posteriors whose mean is linear in ``x`` exact), ``sigma = softplus(W_s a + b_s)``,
     ``h = W_h a + b_h``. ``mu`` starts at ``init_mu`` and ``sigma`` at ``init_sigma`` (output
     weights start at 1% of the usual scale, ``V`` at 0); ``x_mean``/``x_std`` are buffers.
+
+    Args:
+        input_dim: ``X``, the size of an element's input.
+        latent_dim: ``D``, the size of an element's latents.
+        context_dim: ``C``, the size of the context ``h`` (0: none).
+        hidden_dims: widths of the ELU hidden layers.
+        init_mu: the initial ``mu`` ``[D]`` (the guide passes its init point).
+        init_sigma: the initial ``sigma`` (> 0).
+        x_mean: mean of the inputs, for standardizing (the guide takes it from the first batch).
+        x_std: standard deviation of the inputs, likewise.
+        seed: seed of the initial weights.
     """
 
     def __init__(
@@ -257,6 +274,30 @@ class AutoAmortizedIAF(AutoGuide):
 
     ``sample_posterior(num_samples, *args)`` draws every latent for all ``N`` elements of the
     plate (no subsampling), ``{name: [num_samples, ...]}``.
+
+    Args:
+        model: the model; its local latents sit in a plate that holds observed sites or is
+            subsampled.
+        encoder: the network ``x [B, X] -> (mu [B, D], sigma [B, D], h [B, C])`` (contract above);
+            None builds an ``MLPEncoder``.
+        encoder_input_fn: ``(*args, **kwargs) -> [N, X]``, the encoder's input for all ``N``
+            elements (covariates); None reads the plate's observed values.
+        num_flows: IAF steps of the local (and global) flow.
+        hidden_dims: hidden widths of each step's MADE; None gives ``default_hidden_dims(D)``.
+        context_dim: size ``C`` of the encoder's context ``h`` that conditions the local flow (0:
+            none).
+        encoder_hidden_dims: hidden widths of the default ``MLPEncoder``.
+        skip: the masked linear skip term in each step (as in ``AutoIAFNormal``).
+        gated: gated (the paper's) or affine steps.
+        gate_bias: initial ``s`` of the gated steps.
+        init_loc_fn: init strategy of the global latents (and of the encoder's initial mean); None
+            gives ``init_to_global_median``.
+        init_scale: initial posterior standard deviation, locals and globals (> 0).
+        affine_first: ``z = IAF_h(mu + sigma * eps)`` (the paper's order) instead of ``mu + sigma *
+            IAF_h(eps)``.
+        centre_globals: centre the global part, ``z = loc + scale * (IAF(eps) - IAF(0))``, so
+            ``loc`` carries the mean.
+        prefix: name prefix of the guide's parameters and sites.
 
     Example:
         >>> guide = AutoAmortizedIAF(model)                 # model(x): plate("data", len(x))

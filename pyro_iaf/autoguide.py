@@ -1,10 +1,11 @@
-"""``AutoIAFNormal`` for Pyro: a gated IAF over all latents, in one line."""
+"""``AutoIAFNormal`` for Pyro: an IAF over all latents, in one line."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
 
+import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
@@ -72,6 +73,28 @@ class AutoIAFNormal(AutoContinuous):
     latent site ``_{prefix}_latent``, with ``prefix`` defaulting to the class name; sites that
     cannot be sampled (``ImproperUniform``) start at a feasible point.
 
+    Args:
+        model: the model (a callable); its latent sites are found by tracing it once.
+        num_flows: IAF steps; None is resolved from the latent dimension at set-up (see
+            ``autoguide_defaults``).
+        hidden_dims: hidden widths of each step's MADE; None gives ``default_hidden_dims(D)``.
+        skip: add the masked linear skip term ``V z`` to each step's shift (one step then covers any
+            full-covariance Gaussian).
+        gated: the paper's gated step (True) or the affine step (False); None is resolved from the
+            latent dimension at set-up (see ``autoguide_defaults``).
+        gate_bias: initial ``s`` of the gated steps, so a fresh gate is ``sigmoid(gate_bias)``.
+        init_loc_fn: where ``loc`` starts: a per-site init strategy, as in the framework's
+            autoguides.
+        init_scale: the initial posterior standard deviation of every latent coordinate (> 0).
+        stl: score the guide's own draws with the path-derivative gradient (same ELBO, less noise
+            near the optimum); None is resolved from the latent dimension at set-up (see
+            ``autoguide_defaults``).
+        prefix: name prefix of the guide's parameters and latent site; see above for the default.
+        hidden_dim: Pyro's spelling of ``hidden_dims`` (an int is one layer); wins when given.
+        num_transforms: Pyro's spelling of ``num_flows``; wins when given.
+        create_plates: as in the framework's autoguides: a callable of the model's arguments
+            returning the plates to run the guide in (e.g. a subsampled plate for minibatches).
+
     Example:
         >>> guide = AutoIAFNormal(model)
         >>> svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
@@ -136,7 +159,23 @@ class AutoIAFNormal(AutoContinuous):
             gated=self.gated,
             gate_bias=self.gate_bias,
         ).to(dtype=init_loc.dtype, device=init_loc.device)
+        self._adopt_stored_flow()
         self._arg_shapes = _shapes(args, kwargs)
+
+    def _adopt_stored_flow(self) -> None:
+        """Start the flow from weights the param store already holds (``pyro.get_param_store().load``).
+
+        Pyro registers the flow with ``pyro.module(..., update_module_params=False)``, which would
+        keep the fresh weights in the module and train a stale copy in the store: copy the stored
+        values in and let the store hold the module's own tensors again."""
+        store = pyro.get_param_store()
+        prefix = f"{self._pyro_get_fullname('flow')}$$$"
+        with torch.no_grad():
+            for name, param in self.flow.named_parameters():
+                key = prefix + name
+                if key in store and store[key].shape == param.shape:
+                    param.copy_(store[key])
+                    del store[key]
 
     def _trace_model(self, args, kwargs):
         """One blocked run of the model (its sites, for checks); torch's random stream is left as is."""

@@ -19,7 +19,11 @@ __all__ = [
 
 
 def export_params(flow) -> dict[str, np.ndarray]:
-    """Flat ``{"steps.<t>.<name>": array}`` of an IAF of either backend (masks excluded)."""
+    """Flat ``{"steps.<t>.<name>": array}`` of an IAF of either backend (masks excluded).
+
+    Args:
+        flow: an ``IAF`` of either backend.
+    """
     if hasattr(flow, "state_dict"):  # PyTorch module
         return {
             f"steps.{t}.{k}": v.detach().cpu().numpy()
@@ -30,12 +34,21 @@ def export_params(flow) -> dict[str, np.ndarray]:
 
 
 def convert_flow(flow) -> IAF:
-    """A ``pyro_iaf.IAF`` with the configuration and weights of ``flow`` (e.g. a ``numpyro_iaf.IAF``)."""
+    """A ``pyro_iaf.IAF`` with the configuration and weights of ``flow`` (e.g. a ``numpyro_iaf.IAF``).
+
+    Args:
+        flow: an ``IAF`` of either backend.
+    """
     return flow_from_weights(flow.config, export_params(flow))
 
 
 def flow_from_weights(config: dict, weights: dict[str, np.ndarray]) -> IAF:
-    """``IAF(**config)`` carrying the flat ``weights`` of :func:`export_params`."""
+    """``IAF(**config)`` carrying the flat ``weights`` of :func:`export_params`.
+
+    Args:
+        config: the flow's ``IAF.config`` (its constructor arguments).
+        weights: flat weights from :func:`export_params`.
+    """
     ours = IAF(**config)
     load_params(ours, weights)
     return ours
@@ -57,6 +70,11 @@ def export_guide_params(guide, params: dict | None = None) -> dict:
     ``{"sites": [(name, size), ...] in latent order, "loc": {site: [size]}, "scale": {site: [size]},
     "flow": export_params(flow)}``: the latent vector is split by site name, so a twin guide
     whose sites are ordered differently can still take it (:func:`import_guide_params`).
+
+    Args:
+        guide: a fitted ``AutoIAFNormal``.
+        params: unused (the parameters live in the param store); accepted so that both backends take
+            the same call.
     """
     loc, scale = guide.loc.detach().cpu().numpy(), guide.scale.detach().cpu().numpy()
     sites, start = [], 0
@@ -76,6 +94,11 @@ def import_guide_params(guide, state: dict, *args, **kwargs) -> dict:
     ``*args, **kwargs`` are the model's, needed once to set the guide up. Returns the param
     store's ``{name: tensor}`` for the guide. The flow's weights are only meaningful for the same
     latent order, which is checked.
+
+    Args:
+        guide: an ``AutoIAFNormal`` of the same model (same latent sites and order).
+        state: the output of ``export_guide_params`` of either backend.
+        *args: the model's arguments (``**kwargs`` likewise), to set the guide up.
     """
     if guide.prototype_trace is None:
         guide._setup_prototype(*args, **kwargs)

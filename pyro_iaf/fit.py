@@ -21,7 +21,13 @@ __all__ = ["fit", "FitResult"]
 @dataclass
 class FitResult:
     """``params``: ``{name: tensor}`` (constrained, detached); ``losses``: one per step;
-    ``state``: the param store's ``get_state()`` (load it with ``set_state``)."""
+    ``state``: the param store's ``get_state()`` (load it with ``set_state``).
+
+    Args:
+        params: the fitted parameters, ``{name: value}``, constrained.
+        losses: the loss (negative ELBO) of every step.
+        state: the param store's ``get_state()`` at the end (load it with ``set_state``).
+    """
 
     params: dict[str, torch.Tensor]
     losses: list[float]
@@ -46,6 +52,20 @@ def fit(
 
     Raises :class:`NonFiniteLossError` at the first step whose loss or updated parameters are NaN
     or infinite, with the param store set back to the last point whose loss was finite.
+
+    Args:
+        model: the model.
+        guide: the guide (any guide of the framework, ours or not).
+        *args: the model's and guide's positional arguments, passed at every step (``**kwargs``
+            likewise).
+        optim: the optimiser (a ``pyro.optim`` optimiser); None gives ``Adam({'lr': 1e-2})``.
+        num_steps: number of SVI steps.
+        num_particles: ELBO particles per step (used when ``loss`` is None).
+        seed: random seed of the run.
+        progress_bar: show a tqdm progress bar.
+        loss: the ELBO; None gives ``Trace_ELBO(num_particles)``.
+        init_params: constrained parameter values to start from, e.g. ``FitResult.params`` or
+            ``NonFiniteLossError.params``.
     """
     pyro.set_rng_seed(seed)
     optim = optim if optim is not None else pyro.optim.Adam({"lr": 1e-2})

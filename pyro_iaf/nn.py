@@ -36,6 +36,16 @@ class MADE(nn.Module):
     ``numpyro_iaf.MADE.params``, and ``forward_with(params, z, h)`` runs the network on any such dict
     (``numpyro_iaf.MADE.apply``).
 
+    Args:
+        input_dim: ``D``, the number of inputs (and of each output ``m``, ``s``).
+        hidden_dims: widths of the ELU hidden layers (may be empty).
+        context_dim: size ``C`` of the context ``h`` fed to every hidden layer (0: none).
+        skip: add the strictly lower-triangular linear term ``V z`` to ``m``.
+        reverse: use the reversed variable order.
+        s_bias: initial value of ``b_s`` (the gate's or log-scale's bias).
+        output_scale: scale of the output layer's initial weights.
+        seed: seed of the initial weights.
+
     Example:
         >>> made = MADE(5, (16,), context_dim=3)
         >>> m, s = made(torch.randn(7, 5), torch.randn(7, 3))

@@ -48,7 +48,14 @@ REDUCTIONS = ("sum", "mean")
 
 
 def shard(x: torch.Tensor, rank: int, world_size: int, what: str = "argument") -> torch.Tensor:
-    """Rows ``rank * B / n : (rank + 1) * B / n`` of ``x [B, ...]`` (``n = world_size``)."""
+    """Rows ``rank * B / n : (rank + 1) * B / n`` of ``x [B, ...]`` (``n = world_size``).
+
+    Args:
+        x: the full batch ``[B, ...]``.
+        rank: this process's rank.
+        world_size: the number of processes ``n`` (must divide ``B``).
+        what: what ``x`` is, for the error message.
+    """
     if not torch.is_tensor(x) or x.dim() == 0:
         raise ValueError(
             f"{what} needs a leading batch axis to be sharded; pass scalars and "
@@ -76,6 +83,15 @@ class DataParallelSVI(SVI):
     full-batch loss (the sum or the mean of the shard losses), the same number on every rank.
     Needs an initialised process group (:func:`launch` makes one); ``world_size`` 1 works
     without one and is plain ``SVI``.
+
+    Args:
+        model: the model.
+        guide: the guide.
+        optim: a ``pyro.optim`` optimiser.
+        loss: the ELBO (e.g. ``Trace_ELBO()``).
+        reduction: ``"sum"`` when the model's plate covers only the rows it is given, ``"mean"``
+            when it is scaled to the full data.
+        **kwargs: passed to :class:`pyro.infer.SVI`.
     """
 
     def __init__(self, model, guide, optim, loss, *, reduction: str = "sum", **kwargs) -> None:
@@ -168,6 +184,13 @@ def launch(fn: Callable, *args, world_size: int = 2, backend: str = "gloo", thre
     ``fn`` must be importable by the children (defined at module level, not in ``python -c``).
     ``threads``: ``torch.set_num_threads`` in each child (``None`` keeps torch's default).
     Raises ``torch.multiprocessing.ProcessRaisedException`` if a rank fails.
+
+    Args:
+        fn: ``fn(rank, world_size, *args)``, importable by the children.
+        *args: passed to ``fn`` in every process (picklable).
+        world_size: the number of processes.
+        backend: the ``torch.distributed`` backend: ``"gloo"`` on CPU, ``"nccl"`` on GPUs.
+        threads: ``torch.set_num_threads`` in each child (None keeps torch's default).
     """
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1; got {world_size}")

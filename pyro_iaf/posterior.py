@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions.transforms import AffineTransform
 
 from .transforms import IAF
 
-__all__ = ["IAFPosterior", "known_inverse"]
+__all__ = ["IAFPosterior", "known_inverse", "check_param_shapes"]
 
 
 class _KnownInverse(torch.autograd.Function):
@@ -44,8 +45,29 @@ def known_inverse(flow: IAF, u: torch.Tensor, eps: torch.Tensor) -> torch.Tensor
     ``(d flow / d eps)^-1``, from ``D`` batched forward-mode passes and one ``D x D`` solve per
     draw, so nothing runs the flow's ``D``-pass sequential inverse. The flow gets no gradient.
     A draw whose solve is not finite (a numerically singular Jacobian) gets a zero gradient.
+
+    Args:
+        flow: the ``IAF`` with ``flow(eps) == u``.
+        u: ``[..., D]``, the flow's output.
+        eps: ``[..., D]``, its known input.
     """
     return _KnownInverse.apply(u, eps.detach(), flow)
+
+
+def check_param_shapes(D: int, loc: torch.Tensor, scale: torch.Tensor) -> None:
+    """``loc`` and ``scale`` must have ``D`` entries. In Pyro they come from the param store, which
+    may still hold the parameters of a guide of the same name fitted to another model: then say
+    so, and how to fix it, instead of failing later inside the flow."""
+    if loc.shape[-1:] == (D,) and scale.shape[-1:] == (D,):
+        return
+    store = pyro.get_param_store()
+    name = store.param_name(loc) or store.param_name(scale) or "loc"
+    raise ValueError(
+        f"The param store holds '{name}' of shape {tuple(loc.shape)}, but this guide's model has {D} "
+        "latent dimensions: the store still holds the parameters of a guide of the same name fitted "
+        "to another model; call `pyro.clear_param_store()` or pass another `prefix` "
+        "(e.g. AutoIAFNormal(model, prefix='second'))."
+    )
 
 
 class IAFPosterior(dist.TransformedDistribution):
@@ -56,9 +78,16 @@ class IAFPosterior(dist.TransformedDistribution):
     (the parameters of ``q`` enter detached): the path-derivative ELBO gradient, which drops the
     score term (zero in expectation) and with it most of the noise once ``q`` is close to the
     posterior. Costs ``D`` forward-mode passes and a ``D x D`` solve per draw in the backward pass.
+
+    Args:
+        flow: the ``IAF`` applied to ``eps``.
+        loc: ``[D]``, the shift after the flow.
+        scale: ``[D]``, the scale after the flow (> 0).
+        stl: score the distribution's own draws with the path-derivative gradient.
     """
 
     def __init__(self, flow: IAF, loc: torch.Tensor, scale: torch.Tensor, *, stl: bool = False) -> None:
+        check_param_shapes(flow.input_dim, loc, scale)
         base = dist.Normal(torch.zeros_like(loc.detach()), 1.0).to_event(1)
         # both transforms cache their last (input, output): log_prob of a fresh draw reuses its eps
         super().__init__(base, [flow, AffineTransform(loc, scale, event_dim=1, cache_size=1)])

@@ -86,7 +86,12 @@ class _IAFMath:
 
 
 class ConditionedIAF(_IAFMath, Transform):
-    """An :class:`IAF` bound to a context ``h [..., C]``, as returned by ``flow.condition(h)``."""
+    """An :class:`IAF` bound to a context ``h [..., C]``, as returned by ``flow.condition(h)``.
+
+    Args:
+        flow: an ``IAF`` built with ``context_dim > 0``.
+        context: ``h [..., C]``.
+    """
 
     domain = constraints.independent(constraints.real, 1)
     codomain = constraints.independent(constraints.real, 1)
@@ -109,6 +114,19 @@ class IAF(_IAFMath, TransformModule):
     fresh flow is close to ``z -> sigmoid(gate_bias)**K * z``. ``skip`` adds a masked linear
     term ``V z`` to ``m``, so that one step can express any full-covariance Gaussian.
     Sampling is one pass per step; the inverse (scoring an arbitrary point) takes ``D``.
+
+    Args:
+        input_dim: ``D``, the size of ``z``.
+        num_flows: ``K``, the number of steps; the variable order is reversed between steps.
+        hidden_dims: hidden widths of each step's MADE; None gives ``default_hidden_dims(D)``.
+        context_dim: size ``C`` of a context ``h`` that conditions every step (0: none; see
+            ``condition``).
+        skip: the masked linear skip term ``V z`` in each step's ``m``.
+        gated: the paper's gated step (True) or the affine step (False).
+        gate_bias: initial ``s`` of a gated step (a fresh gate is ``sigmoid(gate_bias)``).
+        output_scale: scale of the output layers' initial weights (near-identity steps at the
+            start).
+        seed: seed of the initial weights.
 
     Example:
         >>> flow = IAF(4, num_flows=2, hidden_dims=(16,))

@@ -234,3 +234,12 @@ def test_bench_size_ablations_are_the_builtin_architecture(backend):
         guide = make_guide(name, model, D, backend.name)
         assert isinstance(guide, backend.pkg.AutoIAFNormal), name
         assert (guide.num_flows, guide.hidden_dims, guide.skip) == (*builtin, skip), name
+
+
+@pytest.mark.parametrize("backend_name", ["pyro", "numpyro"])
+def test_lowrank_guide_is_the_frameworks_own(backend_name):
+    from models.compare.guides import make_guide
+
+    guide = make_guide("lowrank", lambda: None, 4, backend_name)
+    assert type(guide).__name__ == "AutoLowRankMultivariateNormal"
+    assert type(guide).__module__.split(".")[0] == backend_name

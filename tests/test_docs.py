@@ -45,8 +45,11 @@ def test_readme_links_and_length():
     """The README stays short, opens with the two set-up commands, and its links point at files."""
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 150
-    opening = text.split("```")[1]
-    assert "make demo" in opening and "make test" in opening
+    intro, opening = text.split("```")[:2]
+    commands = [line.split("#")[0].strip() for line in opening.splitlines()[1:]]
+    assert [c for c in commands if c] == ["make demo", "make test"], "first block: exactly the two commands"
+    sentences = re.sub(r"^#.*$", "", intro, flags=re.M).strip()
+    assert 0 < len(sentences) < 400, "a sentence or two on what the library is for, then the commands"
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
         if not target.startswith(("http://", "https://")):
             assert (ROOT / target).exists(), f"README links to a missing file: {target}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -215,6 +216,65 @@ def test_public_names_and_signatures_mirror_each_other():
                 continue
             assert da == db, (name, p)
             assert sig_a.parameters[p].kind == sig_b.parameters[p].kind, (name, p)
+
+
+def documented_args(obj) -> list[str] | None:
+    """The names of the Google-style ``Args:`` section of ``obj``'s docstring (None: no section)."""
+    doc = inspect.getdoc(obj) or ""
+    section = re.search(r"^Args:\n((?:[ \t]+\S.*\n?|\n)*)", doc, re.M)
+    if section is None:
+        return None
+    entries = [line for line in section.group(1).splitlines() if line.strip()]
+    indent = len(entries[0]) - len(entries[0].lstrip())
+    names = [re.match(r"\s*\**(\w+)", line).group(1) for line in entries
+             if len(line) - len(line.lstrip()) == indent]
+    return names
+
+
+def public_objects(package: str) -> dict:
+    """Every public class and function the API pages show: ``__all__``, the data-parallel module
+    and the helpers they reference."""
+    import importlib
+
+    pkg = importlib.import_module(package)
+    objs = {name: getattr(pkg, name) for name in pkg.__all__}
+    helpers = [("parallel", None), ("amortized", ["MLPEncoder", "init_to_global_median"]),
+               ("posterior", ["IAFPosterior", "known_inverse"]), ("masks", ["autoguide_defaults"])]
+    for module, names in helpers:
+        mod = importlib.import_module(f"{package}.{module}")
+        for name in names or mod.__all__:
+            if callable(getattr(mod, name)):
+                objs[f"{module}.{name}"] = getattr(mod, name)
+    return objs
+
+
+def signature_args(obj) -> list[str]:
+    fn = obj.__init__ if inspect.isclass(obj) else obj
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds and p.name != "self"]
+
+
+@pytest.mark.parametrize("package", ["pyro_iaf", "numpyro_iaf"])
+def test_every_public_argument_is_documented(package):
+    """Each public class and function has an ``Args:`` section naming every argument it takes."""
+    missing = {}
+    for name, obj in public_objects(package).items():
+        documented = documented_args(obj) or []
+        if inspect.isclass(obj) and issubclass(obj, Exception):
+            continue  # raised, not called
+        lacking = [a for a in signature_args(obj) if a not in documented]
+        if lacking:
+            missing[name] = lacking
+    assert not missing, f"{package}: undocumented arguments {missing}"
+
+
+def test_twins_document_the_same_arguments():
+    import numpyro_iaf
+    import pyro_iaf
+
+    for name in pyro_iaf.__all__:
+        a, b = documented_args(getattr(pyro_iaf, name)), documented_args(getattr(numpyro_iaf, name))
+        assert a == b, f"{name}: pyro_iaf documents {a}, numpyro_iaf {b}"
 
 
 @pytest.mark.parametrize("D,H,C", [(1, (8,), 0), (5, (16,), 3), (9, (), 2)])

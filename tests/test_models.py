@@ -16,7 +16,7 @@ from models.targets.linear_gaussian import (
     linear_gaussian_matrix,
     linear_gaussian_reference,
 )
-from models.targets.registry import MODELS, NUTS_MODELS, get_model
+from models.targets.registry import MODELS, NUTS_MODELS, ONE_MODE_MODELS, get_model
 
 CASES = [(name, {}) for name in MODELS] + [("linear_gaussian", {"D": 1000})]
 IDS = [name + "".join(f"-{k}{v}" for k, v in kw.items()) for name, kw in CASES]
@@ -166,7 +166,10 @@ def test_nuts_reference_is_converged_and_plausible(name):
     ref = get_model(name).reference
     assert ref.source == "nuts"
     info = ref.info
-    assert info["max_r_hat"] < 1.01 and info["min_ess"] > 1000
+    # one chain in one mode of a multimodal posterior (hidden units permute): fewer draws suffice
+    # for the ELBO comparison they serve
+    min_ess = 400 if name in ONE_MODE_MODELS else 1000
+    assert info["max_r_hat"] < 1.01 and info["min_ess"] > min_ess
     assert info["divergences"] <= 0.001 * info["num_chains"] * info["num_samples"]
     for i, value in TRUTH.get(name, []):
         assert abs(ref.mean[i] - value) < 3 * ref.sd[i], (i, ref.mean[i], ref.sd[i])
@@ -201,3 +204,20 @@ def test_backend_adapter():
             pass
     with pytest.raises(ValueError, match="Unknown model"):
         get_model("no_such_model")
+
+
+def test_sv_sp500_reference_matches_the_inference_gym_ground_truth():
+    """Our NUTS reference of the S&P 500 model against the Inference Gym's (50,000 Stan draws):
+    the translation, not only the sampler, is checked (log volatility and the persistence)."""
+    from inference_gym.targets.ground_truth import stochastic_volatility_sp500_small as truth
+
+    ref = get_model("sv_sp500").reference
+    x_mean, x_sd = ref.mean[3:], ref.sd[3:]  # "x" is the identity-constrained log volatility
+    gym_mean = truth.IDENTITY_LOG_VOLATILITY_MEAN
+    gym_sd = truth.IDENTITY_LOG_VOLATILITY_STANDARD_DEVIATION
+    mean_err = np.abs(x_mean - gym_mean) / gym_sd
+    assert mean_err.max() < 0.1, mean_err.max()
+    assert np.abs(x_sd / gym_sd - 1).max() < 0.1, np.abs(x_sd / gym_sd - 1).max()
+    # phi is logit((persistence + 1) / 2): its mean, mapped back, near the gym's persistence mean
+    persistence = 2 / (1 + np.exp(-ref.mean[1])) - 1
+    assert abs(persistence - truth.IDENTITY_PERSISTENCE_OF_VOLATILITY_MEAN) < 0.05

@@ -6,12 +6,14 @@ Model: the linear-Gaussian target (``models/targets/linear_gaussian.py``) at eac
 our ``AutoIAFNormal`` at its defaults with ``stl=False`` and ``stl=True``, Adam(1e-2), one
 particle. ms/step excludes compilation: NumPyro, the median of 3 runs of a compiled
 ``lax.scan`` of 100 updates; Pyro, 100 steps after 10 warm-up steps (torch on 1 thread).
-Prints a markdown table and writes it to ``--out``/stl_cost.md.
+Prints a markdown table and writes it to ``--out``/stl_cost.md, its numbers to ``--out``/stl_cost.json
+(``python docs/generate.py --stl-cost DIR`` takes them into the docs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -83,15 +85,20 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)
+    rows = []
     for backend in backends:
         timer = _ms_numpyro if backend == "numpyro" else _ms_pyro
         for D in map(int, args.dims.split(",")):
             off, on = timer(D, False), timer(D, True)
             lines.append(f"| {backend} | {D} | {off:.2f} | {on:.2f} | {on / off:.1f}x |")
+            rows.append({"backend": backend, "D": D, "ms_stl_false": off, "ms_stl_true": on,
+                         "ratio": on / off})
             print(lines[-1], flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "stl_cost.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    with open(os.path.join(args.out, "stl_cost.json"), "w") as f:
+        json.dump({"settings": {"machine": lines[0]}, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
     guide = make_guide("iaf", model, latent_dim, backend="numpyro")
 
-``diagonal`` / ``multivariate`` / ``iaf_builtin`` are the framework's own ``AutoDiagonalNormal``,
-``AutoMultivariateNormal`` and ``AutoIAFNormal`` (their defaults); ``iaf`` is ours
+``diagonal`` / ``multivariate`` / ``lowrank`` / ``iaf_builtin`` are the framework's own
+``AutoDiagonalNormal``, ``AutoMultivariateNormal``, ``AutoLowRankMultivariateNormal`` and
+``AutoIAFNormal`` (their defaults); ``iaf`` is ours
 (``pyro_iaf`` / ``numpyro_iaf.AutoIAFNormal`` with its defaults). ``iaf_builtin_stable`` (Pyro
 only), ``iaf_builtin_size`` (ours at the built-in's size) and ``iaf_builtin_size_noskip`` (the
 same without our skip term: the built-in's very architecture) are ablations for bench_autoguide.
@@ -16,6 +17,7 @@ from collections.abc import Callable
 GUIDES = (
     "diagonal",
     "multivariate",
+    "lowrank",
     "iaf_builtin",
     "iaf_builtin_stable",
     "iaf",
@@ -45,6 +47,8 @@ def pyro_guide(name: str, model: Callable, D: int, init: str | None = None):
         return autoguide.AutoDiagonalNormal(model, **kw)
     if name == "multivariate":
         return autoguide.AutoMultivariateNormal(model, **kw)
+    if name == "lowrank":
+        return autoguide.AutoLowRankMultivariateNormal(model, **kw)
     if name == "iaf_builtin":
         return autoguide.AutoIAFNormal(model, **kw)
     if name == "iaf_builtin_stable":
@@ -72,6 +76,8 @@ def numpyro_guide(name: str, model: Callable, D: int, init: str | None = None):
         return autoguide.AutoDiagonalNormal(model, **kw)
     if name == "multivariate":
         return autoguide.AutoMultivariateNormal(model, **kw)
+    if name == "lowrank":
+        return autoguide.AutoLowRankMultivariateNormal(model, **kw)
     if name == "iaf_builtin":
         return autoguide.AutoIAFNormal(model, **kw)
     import numpyro_iaf

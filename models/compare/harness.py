@@ -3,9 +3,11 @@
     python -m models.compare --models linear_gaussian,funnel --guides diagonal,multivariate,iaf_builtin,iaf \\
         --backend numpyro --steps 2000 --seeds 3 --out results/
     python -m models.compare --models linear_gaussian:D=100,eight_schools --backend both
+    python -m models.compare --suite posteriordb --backend numpyro --seeds 1   # the 45 posteriors
 
-Every flag is optional (defaults: all registered models, guides diagonal, multivariate,
-iaf_builtin, iaf, both backends, 2000 steps of Adam(1e-2) with 1 particle, 3 seeds, 1000
+Every flag is optional (defaults: all registered models (``--suite posteriordb``: the 45
+posteriors of :mod:`models.posteriordb`, also accepted by name in ``--models``), guides diagonal,
+multivariate, iaf_builtin, iaf, both backends, 2000 steps of Adam(1e-2) with 1 particle, 3 seeds, 1000
 evaluation draws, every guide started at init_to_median). A model takes keyword arguments after a
 colon: ``linear_gaussian:D=100``. Writes ``<out>/report.md``, ``<out>/report.json`` (one row per
 model x guide x backend, see :mod:`models.compare.report`), ``<out>/elbo_<model>_<backend>.png``,
@@ -47,13 +49,14 @@ MAX_PLOT_DRAWS = 1000
 def parse_models(text: str) -> list[tuple[str, str, dict]]:
     """``"linear_gaussian:D=100,funnel"`` -> ``[(label, name, kwargs)]`` (label
     ``linear_gaussian_D100`` for file names and rows; values parsed as int, float or str)."""
-    from models.targets.registry import MODELS
+    from models.targets.registry import MODELS, is_known
 
     out = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, *pairs = item.split(":")
-        if name not in MODELS:
-            raise ValueError(f"Unknown model {name!r}; registered: {sorted(MODELS)}")
+        if not is_known(name):
+            raise ValueError(f"Unknown model {name!r}; registered: {sorted(MODELS)} or a "
+                             "posteriordb name (models.posteriordb.POSTERIOR_NAMES)")
         kwargs = {}
         for pair in pairs:
             key, sep, value = pair.partition("=")
@@ -242,7 +245,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from models.targets.registry import MODELS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated, name[:key=value]")
+    p.add_argument("--models", default=None, help="comma-separated, name[:key=value] (default: "
+                   "the suite)")
+    p.add_argument("--suite", default="targets", choices=("targets", "posteriordb"),
+                   help="the models when --models is not given: the registered targets or the "
+                   "45 posteriordb posteriors")
     p.add_argument("--guides", default=",".join(DEFAULT_GUIDES))
     p.add_argument("--backend", default="both", help="pyro, numpyro or both")
     p.add_argument("--steps", type=int, default=2000)
@@ -266,6 +273,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.models is None:
+        from models.posteriordb import POSTERIOR_NAMES
+
+        args.models = ",".join(POSTERIOR_NAMES if args.suite == "posteriordb" else MODELS)
     rows = run(args.models, args.guides, args.backend, args.steps, args.seeds, args.lr,
                args.particles, args.eval_samples, None if args.init == "default" else args.init,
                args.out, args.export_samples, args.resume)

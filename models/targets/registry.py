@@ -57,10 +57,28 @@ NUTS_MODELS = ("eight_schools", "logistic_regression", "hierarchical_regression"
 ONE_MODE_MODELS = ("bnn",)
 
 
+def is_known(name: str) -> bool:
+    """Whether ``name`` is a registered model or a posteriordb posterior (``"<data>-<model>"``)."""
+    from models.posteriordb import POSTERIOR_NAMES
+
+    return name in MODELS or name in POSTERIOR_NAMES
+
+
 def get_model(name: str, backend: str | None = None, **kwargs) -> ModelSpec:
-    """``MODELS[name](**kwargs)`` under ``backend`` ("pyro" / "numpyro"; default: current)."""
+    """``MODELS[name](**kwargs)`` under ``backend`` ("pyro" / "numpyro"; default: current).
+
+    A posteriordb name (:data:`models.posteriordb.POSTERIOR_NAMES`) gives
+    :func:`models.posteriordb.get_posterior` (no keyword arguments).
+    """
+    from models.posteriordb import POSTERIOR_NAMES, get_posterior
+
+    if name in POSTERIOR_NAMES:
+        if kwargs:
+            raise ValueError(f"Posterior {name!r} takes no arguments; got {sorted(kwargs)}")
+        return get_posterior(name, backend=backend)
     if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; registered: {sorted(MODELS)}")
+        raise ValueError(f"Unknown model {name!r}; registered: {sorted(MODELS)} or a posteriordb "
+                         "name (models.posteriordb.POSTERIOR_NAMES)")
     if backend is None:
         return MODELS[name](**kwargs)
     with use_backend(backend):

@@ -1,0 +1,37 @@
+"""Merge comparison runs into ``docs/bench/defaults.json`` (the defaults table's one source).
+
+    python docs/bench/merge_defaults.py DIR[:FROM=TO] ...
+
+Each ``DIR`` is the ``--out`` of a ``python -m models.compare`` run; ``:FROM=TO`` renames its
+guide ``FROM`` (e.g. ``iaf=iaf_median`` for a run of ours at another ``--init``). A later row of
+the same model, backend and guide replaces an earlier one; each run's settings are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).parent / "defaults.json"
+
+
+def main(argv: list[str]) -> None:
+    rows: dict[tuple, dict] = {}
+    runs = {}
+    for arg in argv:
+        path, _, rename = arg.partition(":")
+        old, _, new = rename.partition("=")
+        report = json.loads((Path(path) / "report.json").read_text())
+        runs[arg] = report["settings"]
+        for row in report["rows"]:
+            row = {k: v for k, v in row.items() if k != "per_seed"}
+            if old and row["guide"] == old:
+                row["guide"] = new
+            rows[row["model"], row["backend"], row["guide"]] = row
+    OUT.write_text(json.dumps({"runs": runs, "rows": list(rows.values())}, indent=1) + "\n")
+    print(f"{len(rows)} rows -> {OUT}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,404 @@
+"""Write every measured figure of the docs and the README from the benchmark result files.
+
+    python docs/generate.py                        # rewrite the generated parts (``make figures``)
+    python docs/generate.py --check                # exit 1, listing each disagreement (the tests)
+    python docs/generate.py --compare results/compare_all3 --cells results/bench --stl-cost results/stl_cost
+
+The result files live in ``docs/bench/``: ``cells.json`` and ``timing.json`` (written by
+``python -m models.bench.autoguide``), ``compare.json`` (a ``report.json`` of ``python -m
+models.compare``), ``stl_cost.json`` (``python -m models.bench.stl_cost``) and ``amortized.json``
+(the slow exact-evidence test of ``tests/test_amortized.py`` run with ``IAF_BENCH_OUT=DIR``).
+``--compare``, ``--cells``, ``--stl-cost`` and ``--amortized`` first merge a new run's files into
+them: a row of the new run replaces the row of the same model, backend and guide (cell: backend,
+budget, D, guide, seed).
+
+A page marks what is generated, and nothing else is touched:
+
+    <!-- generated: compare_elbo numpyro -->          a table: NAME and its arguments
+    ...                                               (rewritten)
+    <!-- end generated -->
+    <!--v gap/pyro/hot/100/iaf-->1.30<!--/v-->        one value in running text
+
+HTML comments are invisible on the built site and on GitHub. ``docs/bench/bench.md`` (included
+by ``benchmarks/autoguide.md``) is rewritten whole from ``cells.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "docs" / "bench"
+PAGES = ("README.md", "docs/**/*.md")
+BLOCK = re.compile(r"(<!-- generated: ([a-z][\w-]*)((?: [\w/.+-]+)*) -->\n)(.*?)(<!-- end generated -->)",
+                   re.S)
+VALUE = re.compile(r"(<!--v ([a-z][\w/.+-]*)-->)(.*?)(<!--/v-->)")
+NAMES = {"pyro": "Pyro", "numpyro": "NumPyro", "diagonal": "diagonal", "lowrank": "low-rank",
+         "multivariate": "full-rank", "iaf_builtin": "built-in IAF", "iaf": "ours",
+         "iaf_gated": "previous default (2 gated, no stl)", "iaf_nostl": "1 affine, no stl",
+         "iaf_median": "ours, init_to_median"}
+#: columns of the defaults table (docs/bench/defaults.json, ``python docs/bench/merge_defaults.py``)
+DEFAULTS_GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf_median", "iaf", "iaf_gated", "iaf_nostl")
+COMPARE_GUIDES = ("diagonal", "lowrank", "multivariate", "iaf_builtin", "iaf")
+
+
+# ---- the result files ---------------------------------------------------------------------------
+
+
+def _load(name: str) -> dict:
+    return json.loads((BENCH / name).read_text())
+
+
+def compare_rows() -> list[dict]:
+    return _load("compare.json")["rows"]
+
+
+def compare_row(backend: str, model: str, guide: str) -> dict:
+    for r in compare_rows():
+        if (r["backend"], r["model"], r["guide"]) == (backend, model, guide):
+            return r
+    raise KeyError(f"docs/bench/compare.json has no row {model} / {backend} / {guide}")
+
+
+def gaps(backend: str, budget: str, D: int, guide: str) -> list[float | None]:
+    cells = [c for c in _load("cells.json").values()
+             if (c["backend"], c["budget"], c["D"], c["guide"]) == (backend, budget, D, guide)]
+    if not cells:
+        raise KeyError(f"docs/bench/cells.json has no cell {backend} / {budget} / D={D} / {guide}")
+    return [c["gap"] for c in sorted(cells, key=lambda c: c["seed"])]
+
+
+# ---- formats ------------------------------------------------------------------------------------
+
+
+def fmt_gap(x: float) -> str:
+    """1.30, 0.019, 0.0014, 990.53, 2.3e12: two decimals, two significant digits below 0.1."""
+    if x >= 1e5:
+        mantissa, exponent = f"{x:.1e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    if abs(x) < 0.1:
+        return f"{x:.2g}"
+    return f"{x:.2f}"
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _diverged(r: dict) -> bool:
+    return bool(r.get("diverged_seeds")) or not _finite(r["elbo_mean"])
+
+
+# ---- values in running text ---------------------------------------------------------------------
+
+
+def value(key: str) -> str:
+    """``gap/BACKEND/BUDGET/D/GUIDE``: mean gap over seeds; ``seeds/...``: their count;
+    ``elbo|khat/BACKEND/MODEL/GUIDE``; ``diverged/BACKEND/GUIDE``: models with a diverged seed;
+    ``best/BACKEND/GUIDE[/A+B]``: models where GUIDE's ELBO is the best (of all guides, or of
+    GUIDE, A and B); ``khat_above/BACKEND/GUIDE/T``: models where its k-hat exceeds T;
+    ``models``: models in the comparison; ``stl/BACKEND/D/ratio``: the STL step's cost;
+    ``amortized/BACKEND/PATTERN/gap|gap_autonormal``: ELBO - log Z of the amortized guide's check."""
+    kind, *args = key.split("/")
+    if kind in ("gap", "seeds"):
+        backend, budget, D, guide = args
+        g = gaps(backend, budget, int(D), guide)
+        return str(len(g)) if kind == "seeds" else fmt_gap(sum(g) / len(g))
+    if kind == "elbo":
+        return f"{compare_row(*args)['elbo_mean']:.2f}"
+    if kind == "khat":
+        return f"{compare_row(*args)['khat']:.2f}"
+    if kind == "diverged":
+        backend, guide = args
+        rows = [r for r in compare_rows() if (r["backend"], r["guide"]) == (backend, guide)]
+        return str(sum(map(_diverged, rows)))
+    if kind == "best":  # best/BACKEND/GUIDE[/OTHER+OTHER]: models where GUIDE has the best ELBO
+        backend, guide, *among = args
+        return str(sum(_best(backend, m, among[0].split("+") + [guide] if among else None) == guide
+                       for m in dict.fromkeys(r["model"] for r in compare_rows())))
+    if kind == "khat_above":  # khat_above/BACKEND/GUIDE/THRESHOLD: converged models with k-hat above it
+        backend, guide, threshold = args
+        return str(sum(not _diverged(r) and _finite(r["khat"]) and r["khat"] > float(threshold)
+                       for r in compare_rows() if (r["backend"], r["guide"]) == (backend, guide)))
+    if kind == "models":
+        return str(len({r["model"] for r in compare_rows()}))
+    if kind == "amortized":  # amortized/BACKEND/PATTERN/gap|gap_autonormal
+        backend, pattern, field = args
+        rows = _load("amortized.json")["rows"]
+        row = next(r for r in rows if (r["backend"], r["pattern"]) == (backend, pattern))
+        return f"{row[field]:.0f}" if abs(row[field]) >= 100 else f"{row[field]:.2f}"
+    if kind == "stl":
+        backend, D, _ = args
+        row = next(r for r in _load("stl_cost.json")["rows"] if (r["backend"], r["D"]) == (backend, int(D)))
+        return f"{row['ratio']:.1f}x"
+    raise KeyError(f"unknown value {key!r}")
+
+
+def _best(backend: str, model: str, guides: list[str] | None = None) -> str | None:
+    """The guide with the highest ELBO on ``model`` among ``guides`` (all when None), diverged ones out."""
+    ok = {r["guide"]: r["elbo_mean"] for r in compare_rows()
+          if (r["backend"], r["model"]) == (backend, model) and not _diverged(r)
+          and (guides is None or r["guide"] in guides)}
+    return max(ok, key=ok.get) if ok else None
+
+
+# ---- tables -------------------------------------------------------------------------------------
+
+
+def table_autoguide_headline() -> str:
+    """Gap at D=100, hot budget: diagonal, built-in IAF, ours, per backend."""
+    lines = ["| D = 100 | diagonal normal | built-in IAF | ours |", "|---|---|---|---|"]
+    for b in ("pyro", "numpyro"):
+        cells = [fmt_gap(_mean(gaps(b, "hot", 100, g))) for g in ("diagonal", "iaf_builtin", "iaf")]
+        lines.append(f"| {NAMES[b]} | {cells[0]} | {cells[1]} | **{cells[2]}** |")
+    return "\n".join(lines)
+
+
+def table_autoguide_by_dimension() -> str:
+    """Gap per budget and D, both backends: diagonal, built-in IAF, ours (mean over seeds)."""
+    lines = ["| backend | budget | D | diagonal | built-in IAF | ours |", "|---|---|---|---|---|---|"]
+    for b in ("pyro", "numpyro"):
+        for budget in ("hot", "gentle"):
+            for D in (10, 100, 1000):
+                try:
+                    cells = {g: gaps(b, budget, D, g) for g in ("diagonal", "iaf_builtin", "iaf")}
+                except KeyError:
+                    continue
+                means = {g: _mean(v) for g, v in cells.items()}
+                text = {g: fmt_gap(m) + (" (1 seed)" if len(cells[g]) == 1 else "") for g, m in means.items()}
+                best = min(means, key=means.get)
+                text[best] = f"**{text[best]}**"
+                lines.append(f"| {NAMES[b]} | {budget} | {D} | {text['diagonal']} | {text['iaf_builtin']} "
+                             f"| {text['iaf']} |")
+    return "\n".join(lines)
+
+
+def table_autoguide_previous() -> str:
+    """The previous default (``iaf_gated``) against today's (``iaf``), per cell and backend."""
+    lines = ["| cell (gap, nats, mean over seeds) | Pyro: previous | Pyro: today | NumPyro: previous "
+             "| NumPyro: today |", "|---|---|---|---|---|"]
+    for budget, D in (("hot", 10), ("hot", 100), ("gentle", 100), ("hot", 1000), ("gentle", 1000)):
+        row = [f"{budget}, D={D}"]
+        for b in ("pyro", "numpyro"):
+            try:
+                old, new = gaps(b, budget, D, "iaf_gated"), gaps(b, budget, D, "iaf")
+            except KeyError:
+                row += ["-", "-"]
+                continue
+            row += [f"{fmt_gap(_mean(old))} ({len(old)} seeds)", f"{fmt_gap(_mean(new))} ({len(new)} seeds)"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def table_defaults(backend: str) -> str:
+    """Today's default, the previous one and the candidates beside the built-ins (defaults.json)."""
+    return table_compare_elbo(backend, _load("defaults.json")["rows"], DEFAULTS_GUIDES)
+
+
+def table_compare_elbo(backend: str, all_rows: list[dict] | None = None,
+                       order: tuple[str, ...] = COMPARE_GUIDES) -> str:
+    """Final ELBO per model (mean over seeds; best in bold; "diverged (k/n)")."""
+    rows = [r for r in (compare_rows() if all_rows is None else all_rows) if r["backend"] == backend]
+    guides = [g for g in order if any(r["guide"] == g for r in rows)]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    lines = ["| model | " + " | ".join(NAMES[g] for g in guides) + " |", "|---" * (len(guides) + 1) + "|"]
+    for m in models:
+        by = {r["guide"]: r for r in rows if r["model"] == m}
+        ok = {g: by[g]["elbo_mean"] for g in guides if g in by and not _diverged(by[g])}
+        best = max(ok, key=ok.get) if ok else None
+        cells = []
+        for g in guides:
+            r = by.get(g)
+            if r is None:
+                cells.append("-")
+            elif _diverged(r):
+                cells.append(f"diverged ({r.get('diverged_seeds') or r.get('seeds')}/{r.get('seeds')})")
+            else:
+                text = f"{r['elbo_mean']:.2f}" + ("" if r.get("seeds", 1) > 1 else " (1 seed)")
+                cells.append(f"**{text}**" if g == best else text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table_compare_khat(backend: str) -> str:
+    """PSIS k-hat (worst seed) of every guide that converged, one backend."""
+    rows = [r for r in compare_rows() if r["backend"] == backend]
+    guides = [g for g in COMPARE_GUIDES if any(r["guide"] == g for r in rows)]
+    lines = ["| model | " + " | ".join(NAMES[g] for g in guides) + " |", "|---" * (len(guides) + 1) + "|"]
+    for m in dict.fromkeys(r["model"] for r in rows):
+        cells = []
+        for g in guides:
+            r = next((r for r in rows if (r["model"], r["guide"]) == (m, g)), None)
+            bad = r is None or _diverged(r) or not _finite(r["khat"])
+            cells.append("-" if bad else f"{r['khat']:.2f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table_compare_full() -> str:
+    """The comparison report's full table (``models.compare.report.markdown_table``)."""
+    sys.path.insert(0, str(ROOT))
+    from models.compare.report import markdown_table, read_rows
+
+    return markdown_table(read_rows(BENCH / "compare.json"))
+
+
+def table_stl_cost() -> str:
+    lines = ["| backend | D | ms/step `stl=False` | ms/step `stl=True` | ratio |", "|---|---|---|---|---|"]
+    for r in _load("stl_cost.json")["rows"]:
+        lines.append(f"| {NAMES[r['backend']]} | {r['D']} | {r['ms_stl_false']:.2f} | {r['ms_stl_true']:.2f} "
+                     f"| {r['ratio']:.1f}x |")
+    return "\n".join(lines)
+
+
+def _mean(xs: list[float | None]) -> float:
+    return float("nan") if any(x is None for x in xs) else sum(xs) / len(xs)
+
+
+TABLES: dict[str, Callable[..., str]] = {
+    "autoguide_headline": table_autoguide_headline,
+    "autoguide_by_dimension": table_autoguide_by_dimension,
+    "autoguide_previous": table_autoguide_previous,
+    "compare_elbo": table_compare_elbo,
+    "defaults": table_defaults,
+    "compare_khat": table_compare_khat,
+    "compare_full": table_compare_full,
+    "stl_cost": table_stl_cost,
+}
+
+
+# ---- rewriting ----------------------------------------------------------------------------------
+
+
+def render(text: str, where: str, problems: list[str]) -> str:
+    """``text`` with every generated block and value rewritten; disagreements go to ``problems``."""
+
+    def block(m: re.Match) -> str:
+        name, args = m.group(2), m.group(3).split()
+        new = TABLES[name](*args).rstrip("\n") + "\n"
+        if new != m.group(4):
+            problems.append(f"{where}: table {name} {' '.join(args)} differs from its result file")
+        return m.group(1) + new + m.group(5)
+
+    def inline(m: re.Match) -> str:
+        new = value(m.group(2))
+        if new != m.group(3):
+            problems.append(f"{where}: {m.group(2)} says {m.group(3)!r}, its result file gives {new!r}")
+        return m.group(1) + new + m.group(4)
+
+    return VALUE.sub(inline, BLOCK.sub(block, text))
+
+
+def bench_md() -> str:
+    """``docs/bench/bench.md`` from ``cells.json`` and ``timing.json`` (the bench command's writer)."""
+    sys.path.insert(0, str(ROOT))
+    from models.bench.autoguide import write_tables
+
+    old = (BENCH / "bench.md").read_text()
+    machine = re.match(r"Machine: (.*?)\. Gap", old).group(1)
+    tmp = BENCH / ".bench.md.new"
+    try:
+        write_tables(_load("cells.json"), tmp, machine)
+        return tmp.read_text()
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def pages() -> list[Path]:
+    found = [p for pattern in PAGES for p in ROOT.glob(pattern) if "_build" not in p.parts]
+    return sorted(set(found))
+
+
+def generate(check: bool = False) -> list[str]:
+    """Rewrite (or, with ``check``, only compare) every page; returns the disagreements."""
+    problems: list[str] = []
+    for path in pages():
+        text = path.read_text()
+        new = render(text, str(path.relative_to(ROOT)), problems)
+        if new != text and not check:
+            path.write_text(new)
+    new = bench_md()
+    if new != (BENCH / "bench.md").read_text():
+        problems.append("docs/bench/bench.md differs from docs/bench/cells.json")
+        if not check:
+            (BENCH / "bench.md").write_text(new)
+    return problems
+
+
+# ---- merging a new run --------------------------------------------------------------------------
+
+
+def merge_compare(run: Path) -> int:
+    """Rows of ``run/report.json`` replace those of the same model, backend and guide."""
+    new = json.loads((run / "report.json").read_text())
+    data = _load("compare.json")
+    key = lambda r: (r["model"], r["backend"], r["guide"])  # noqa: E731
+    for r in new["rows"]:
+        r["source"] = str(run)
+    fresh = {key(r) for r in new["rows"]}
+    data["rows"] = [r for r in data["rows"] if key(r) not in fresh] + new["rows"]
+    data.setdefault("runs", {})[str(run)] = new.get("settings", {})
+    (BENCH / "compare.json").write_text(json.dumps(data, indent=1) + "\n")
+    return len(new["rows"])
+
+
+def merge_cells(run: Path) -> int:
+    cells = _load("cells.json")
+    new = json.loads((run / "cells.json").read_text())
+    cells.update(new)
+    (BENCH / "cells.json").write_text(json.dumps(cells, indent=1))
+    if (run / "timing.json").exists():
+        timing = _load("timing.json")
+        timing.update(json.loads((run / "timing.json").read_text()))
+        (BENCH / "timing.json").write_text(json.dumps(timing, indent=1))
+    return len(new)
+
+
+def merge_stl_cost(run: Path) -> int:
+    data = _load("stl_cost.json")
+    new = json.loads((run / "stl_cost.json").read_text())
+    fresh = {(r["backend"], r["D"]) for r in new["rows"]}
+    data["rows"] = [r for r in data["rows"] if (r["backend"], r["D"]) not in fresh] + new["rows"]
+    (BENCH / "stl_cost.json").write_text(json.dumps(data, indent=1) + "\n")
+    return len(new["rows"])
+
+
+def merge_amortized(run: Path) -> int:
+    """``run/amortized_*.json`` (the slow exact-evidence test with ``IAF_BENCH_OUT=run``)."""
+    data = _load("amortized.json")
+    new = [json.loads(p.read_text()) for p in sorted(run.glob("amortized_*.json"))]
+    fresh = {(r["backend"], r["pattern"]) for r in new}
+    data["rows"] = [r for r in data["rows"] if (r["backend"], r["pattern"]) not in fresh] + new
+    (BENCH / "amortized.json").write_text(json.dumps(data, indent=1) + "\n")
+    return len(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 on a disagreement")
+    parser.add_argument("--compare", default="", help="DIR[,DIR]: merge DIR/report.json into compare.json")
+    parser.add_argument("--cells", default="", help="DIR[,DIR]: merge DIR/cells.json (and timing.json)")
+    parser.add_argument("--stl-cost", default="", help="DIR[,DIR]: merge DIR/stl_cost.json")
+    parser.add_argument("--amortized", default="", help="DIR: merge DIR/amortized_*.json")
+    args = parser.parse_args(argv)
+    for option, merge in ((args.compare, merge_compare), (args.cells, merge_cells),
+                          (args.stl_cost, merge_stl_cost), (args.amortized, merge_amortized)):
+        for run in filter(None, option.split(",")):
+            print(f"merged {merge(Path(run))} rows of {run}")
+    problems = generate(check=args.check)
+    print("\n".join(problems) if problems else "every generated figure agrees with docs/bench/")
+    if args.check:
+        return 1 if problems else 0
+    print(f"rewrote {len(problems)} generated parts" if problems else "nothing to rewrite")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
