@@ -297,6 +297,8 @@ class AutoAmortizedIAF(AutoGuide):
             IAF_h(eps)``.
         centre_globals: centre the global part, ``z = loc + scale * (IAF(eps) - IAF(0))``, so
             ``loc`` carries the mean.
+        stl: score the local draws with the path-derivative gradient (None: on up to
+            ``STL_MAX_DIM`` local dimensions); the global part keeps ``stl=False``.
         prefix: name prefix of the guide's parameters and sites.
 
     Example:
