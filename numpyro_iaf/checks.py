@@ -69,7 +69,7 @@ def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: s
         name, fn = site["name"], site["fn"]
         if fn.support.is_discrete:
             raise ValueError(
-                f"{guide_name} cannot fit the discrete latent site '{name}' ({fn.support}). "
+                f"{guide_name} cannot handle discrete latent site '{name}' ({fn.support}). "
                 "Enumerate it as documented in https://num.pyro.ai/en/stable/funsor.html "
                 "(config_enumerate + TraceEnum_ELBO; needs funsor) and hide it from this guide: "
                 f"{guide_name}(handlers.block(model, hide=['{name}'])), or marginalize it in the model."
@@ -77,6 +77,13 @@ def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: s
         try:
             biject_to(fn.support)
         except NotImplementedError:
+            if "sphere" in repr(fn.support).lower():
+                raise ValueError(
+                    f"{guide_name} cannot handle spherical latent site '{name}' ({fn.support}): there is "
+                    "no bijection from the sphere to unconstrained space. Reparametrize it with "
+                    "ProjectedNormalReparam (from numpyro.infer.reparam import ProjectedNormalReparam): "
+                    f"{guide_name}(handlers.reparam(model, config={{'{name}': ProjectedNormalReparam()}}))."
+                ) from None
             raise ValueError(
                 f"{guide_name} cannot map the latent site '{name}' ({fn.support}) to unconstrained "
                 "space: NumPyro registers no bijection for this support. Reparametrize the site (e.g. a "
@@ -89,7 +96,7 @@ def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: s
                 raise ValueError(
                     f"{guide_name}: latent site '{name}' is local to the subsampled plate "
                     f"'{frame.name}' ({frame.size} of {full_size}); its parameters would grow with "
-                    f"the data. Use {amortized_name}(model) for local latents."
+                    f"the data. Use {amortized_name}(model) for local latent variables."
                 )
     if count == 0:
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -223,7 +224,12 @@ class AutoIAFNormal(AutoContinuous):
         return IAFPosterior(flow, affine.loc, affine.scale, stl=self.stl)
 
     def _transforms(self) -> list:
-        return [self.flow, AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1)]
+        with warnings.catch_warnings():
+            # a frozen guide (requires_grad_(False)) uses its flow's weights as they are; Pyro warns
+            # that they are not in the param store, where the built-in's PyroParams do not
+            warnings.filterwarnings("ignore", message=".*not registered in the param store because")
+            flow = self.flow
+        return [flow, AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1)]
 
     # -- summaries ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -233,6 +239,12 @@ class AutoIAFNormal(AutoContinuous):
         with torch.random.fork_rng(), poutine.block():
             torch.manual_seed(seed)
             return self.get_posterior(*args, **kwargs).sample((num_samples,))
+
+    def _loc_scale(self, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation ``[D]`` of the unconstrained latent, Monte Carlo as in
+        :meth:`median` (Pyro's ``AutoContinuous`` hook; its Gaussian guides return ``loc, scale``)."""
+        latent = self._latent_samples(None, None, *args, **kwargs)
+        return latent.mean(0), latent.std(0)
 
     def _constrain(self, latent: torch.Tensor) -> dict[str, torch.Tensor]:
         return {

@@ -45,6 +45,11 @@ SLOW_CASES = {
     "tests/test_conformance.py::test_fits_every_model_the_builtin_fits[numpyro-corr_matrix]": "LKJ set-up",
     "tests/test_conformance.py::test_fits_every_model_the_builtin_fits[numpyro-positive_definite]": "Wishart",
     "tests/test_conformance.py::test_amortized_global_part_accepts_the_same_kinds[numpyro]": "set-up",
+    # 100 steps of 100 particles with the STL gradient (compilation); the Pyro case stays, and
+    # test_autoguide.py's shapes test checks NumPyro's quantile shapes and order
+    "tests/test_generic_autoguide.py::test_quantiles[numpyro]": "STL fit",
+    # NumPyro's own reparametrizer, set up op by op; the Pyro case stays
+    "tests/test_generic_autoguide.py::test_sphere_reparam_ok[numpyro]": "set-up",
 }
 
 
