@@ -21,6 +21,9 @@ import numpy as np
 N, B = 2000, 100
 #: the global part as AutoAmortizedIAF builds it by default (two gated steps, no ``stl``)
 GLOBAL_PART = {"num_flows": 2, "gated": True, "stl": False}
+#: the local part scored as the hand-written guide scores it (no path-derivative gradient, which
+#: ``AutoAmortizedIAF`` uses by default since issue 20; its cost is not in this ratio)
+LOCAL_PART = {"stl": False}
 
 
 def _data() -> np.ndarray:
@@ -78,7 +81,7 @@ def bench_pyro(steps: int, repeats: int) -> dict[str, float]:
 
     def make(kind):
         pyro.clear_param_store()
-        guide = HandWritten() if kind == "hand" else AutoAmortizedIAF(model)
+        guide = HandWritten() if kind == "hand" else AutoAmortizedIAF(model, **LOCAL_PART)
         svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
         svi.step(y, B)
         if kind == "trace":
@@ -138,7 +141,7 @@ def bench_numpyro(steps: int, repeats: int) -> dict[str, float]:
             numpyro.sample("theta", dist.Delta(z[..., 0]))
 
     def make(kind):
-        guide = hand if kind == "hand" else AutoAmortizedIAF(model)
+        guide = hand if kind == "hand" else AutoAmortizedIAF(model, **LOCAL_PART)
         svi = SVI(model, guide, numpyro.optim.Adam(1e-3), Trace_ELBO())
         state = svi.init(jax.random.PRNGKey(0), y, B)
         if kind == "trace":

@@ -139,7 +139,8 @@ class PyroVAE:
             self.auto = AutoAmortizedIAF(
                 self.model, encoder=_Encoder(self.nets), num_flows=cfg.flows,
                 hidden_dims=(cfg.width, cfg.width), context_dim=self.arch.context_dim,
-                affine_first=cfg.auto_affine == "first")
+                affine_first=cfg.auto_affine == "first",
+                stl=False)  # as the hand-written guide it is compared with (benchmarks/vae)
             self.guide = self.eval_guide = self.auto
             with torch.no_grad():
                 self.auto(torch.zeros(cfg.batch_size, self.arch.pixels))  # creates its parameters
