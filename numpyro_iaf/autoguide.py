@@ -17,6 +17,7 @@ from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_uniform
 
 from .checks import check_latent_sites
+from .init import init_to_global_median
 from .masks import autoguide_defaults
 from .posterior import IAFPosterior
 from .transforms import IAF
@@ -94,7 +95,7 @@ class AutoIAFNormal(AutoContinuous):
         skip: bool = True,
         gated: bool | None = None,
         gate_bias: float = 2.0,
-        init_loc_fn: Callable = init_to_uniform,
+        init_loc_fn: Callable = init_to_global_median,
         init_scale: float = 0.1,
         stl: bool | None = None,
         prefix: str | None = None,

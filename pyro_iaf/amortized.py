@@ -18,7 +18,6 @@ its ``loc`` carries the mean and the flow only shapes (see ``_CentredIAFNormal``
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -30,36 +29,19 @@ from pyro import poutine
 from pyro.distributions.transforms import AffineTransform
 from pyro.distributions.util import sum_rightmost
 from pyro.infer.autoguide import AutoGuide
-from pyro.infer.autoguide.initialization import InitMessenger, init_to_median, init_to_sample
+from pyro.infer.autoguide.initialization import InitMessenger, init_to_sample
 from pyro.poutine.util import site_is_subsample
 from pyro.util import ignore_jit_warnings
 from torch import nn
 from torch.distributions import biject_to
 
 from .autoguide import AutoIAFNormal, initial_contraction, with_feasible_fallback
+from .init import GLOBAL_MEDIAN_SAMPLES, init_to_global_median  # noqa: F401
 from .masks import STL_MAX_DIM
 from .transforms import IAF, ConditionedIAF, _step
 
 __all__ = ["AutoAmortizedIAF", "MLPEncoder"]
 
-#: Prior draws behind the default initial value of an unplated (global) site: its prior median.
-GLOBAL_MEDIAN_SAMPLES = 1001
-
-
-def init_to_global_median(site: dict | None = None, num_samples: int = GLOBAL_MEDIAN_SAMPLES):
-    """``init_to_median`` with ``num_samples`` draws for sites outside every plate (15, Pyro's
-    default, elsewhere): the median of 15 draws scatters by ~0.3 prior sd, which a global's
-    ``loc`` must then cross at Adam's ~``lr`` per step.
-
-    Args:
-        site: the site to initialise (None returns the strategy itself, as Pyro's init strategies
-            do).
-        num_samples: prior draws whose median starts a site outside every plate.
-    """
-    if site is None:
-        return functools.partial(init_to_global_median, num_samples=num_samples)
-    plated = bool(site.get("cond_indep_stack"))
-    return init_to_median(site, num_samples=15 if plated else num_samples)
 
 
 class _CentredIAFNormal(AutoIAFNormal):

@@ -13,12 +13,12 @@ from pyro import poutine
 from pyro.distributions import constraints
 from pyro.distributions.transforms import AffineTransform, ComposeTransform
 from pyro.infer.autoguide import AutoContinuous
-from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroParam
 from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import biject_to
 
 from .checks import check_latent_sites
+from .init import init_to_global_median
 from .masks import autoguide_defaults
 from .posterior import IAFPosterior
 from .start import valid_start
@@ -114,7 +114,7 @@ class AutoIAFNormal(AutoContinuous):
         skip: bool = True,
         gated: bool | None = None,
         gate_bias: float = 2.0,
-        init_loc_fn: Callable = init_to_median,
+        init_loc_fn: Callable = init_to_global_median,
         init_scale: float = 0.1,
         stl: bool | None = None,
         prefix: str | None = None,
@@ -170,7 +170,10 @@ class AutoIAFNormal(AutoContinuous):
         keep the fresh weights in the module and train a stale copy in the store: copy the stored
         values in and let the store hold the module's own tensors again."""
         store = pyro.get_param_store()
-        prefix = f"{self._pyro_get_fullname('flow')}$$$"
+        try:
+            prefix = f"{self._pyro_get_fullname('flow')}$$$"
+        except AssertionError:  # set up outside a Pyro context: a top-level guide's name
+            prefix = f"{self._pyro_name}.flow$$$"
         with torch.no_grad():
             for name, param in self.flow.named_parameters():
                 key = prefix + name

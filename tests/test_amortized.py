@@ -213,8 +213,8 @@ def test_final_iterate_at_a_constant_step(backend, seed):
     path-derivative gradient for the local part (``stl=False``, the default before) the final
     iterate's gap is noise: this test failed with 18.8 nats (NumPyro seed 0) and 22.7 (Pyro seed
     0) at d8a2f19; one run's gap moved 3-58 nats between iterates 100 steps apart. With it: 2.3 /
-    0.8 / 1.9 (NumPyro seeds 0-2), 0.8 / 0.8 / 0.8 (Pyro). The mean stays within ~1.5 sd either way (Adam's ~lr = 0.3 sd
-    per step on the global)."""
+    0.8 / 1.9 (NumPyro seeds 0-2), 0.8 / 0.8 / 0.8 (Pyro). The mean stays within ~1.5 sd either
+    way (Adam's ~lr = 0.3 sd per step on the global)."""
     y = hier_data()
     log_z, mu_exact, mu_sd = exact(y)
     runner = Runner(backend)

@@ -185,7 +185,8 @@ def _one_cell(name: str, backend_name: str) -> None:
     for site, shape in spec.sites:
         assert res.samples[site].shape == (64, *shape)
     row = summarize([res], model=name, guide="diagonal", backend=backend_name, spec=spec)
-    assert math.isfinite(row["mean_z_err"]) and math.isfinite(row["khat"])
+    # k-hat may be +inf (20 steps of sv_sp500 leave weights spread over thousands of nats), not NaN
+    assert math.isfinite(row["mean_z_err"]) and not math.isnan(row["khat"])
     assert row["elbo_mean"] < row["logZ_is"] + 1e-9  # mean <= log-mean-exp
 
 

@@ -193,7 +193,7 @@ def test_parameter_count_matches_formula(backend):
 
 
 #: (name, argument): (Pyro's default, NumPyro's default) where each follows its own framework
-FRAMEWORK_DEFAULTS = {("AutoIAFNormal", "init_loc_fn"): ("init_to_median", "init_to_uniform")}
+FRAMEWORK_DEFAULTS: dict = {}
 
 
 def test_public_names_and_signatures_mirror_each_other():

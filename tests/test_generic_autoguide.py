@@ -3,7 +3,7 @@
 
 Each test names the upstream case it reproduces (Pyro 1.9: ``tests/infer/test_autoguide.py``;
 NumPyro 0.22: ``test/infer/test_autoguide.py``). Where ours differs on purpose, the test checks
-what ours does instead, and ``docs/guide/upstream_tests.md`` says why. The upstream files
+what ours does instead, and ``docs/benchmarks/upstream_tests.md`` says why. The upstream files
 themselves run against ours with ``python -m models.bench.upstream_autoguide``.
 """
 
@@ -120,7 +120,7 @@ def test_init_loc_fn(backend):
     """Pyro ``test_init_loc_fn``: there ``median()`` right after set-up equals the init point to
     1e-5. Ours: the init point is exactly the guide's ``loc`` and the image of ``eps = 0``; the
     median is a Monte Carlo median of the (slightly non-Gaussian) fresh flow, within 1e-2 of it
-    (a deliberate difference, docs/guide/upstream_tests.md)."""
+    (a deliberate difference, docs/benchmarks/upstream_tests.md)."""
     inits = {"x": np.array(0.7), "y": np.array([-1.0, 0.5, 2.0, -0.3, 1.2])}
     values = {k: backend.array(v) for k, v in inits.items()}
     model = backend.model(_init_model)

@@ -54,6 +54,7 @@ def psis_khat(log_w) -> float:
     log_w = log_w[np.isfinite(log_w)]  # -inf: zero weight, no tail
     if log_w.size < 2:
         return float("nan")
+    log_w = np.asarray(log_w, np.float64) - log_w.max()  # shift-invariant; +inf: degenerate weights
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, khat = az.psislw(log_w, reff=1.0)
