@@ -222,7 +222,7 @@ class AutoAmortizedIAF(AutoGuide):
     ``loc`` carries the mean (the same family; see ``_CentredIAFNormal``): at a constant learning
     rate the final iterate's mean jitters less, but it travels only ~``lr`` per step, where the
     uncentred flow carries it faster (see :doc:`/guide/local_latents`). The default ``init_loc_fn`` is
-    :func:`~numpyro_iaf.amortized.init_to_global_median`: ``init_to_median`` with 1001 prior draws
+    :func:`~numpyro_iaf.init.init_to_global_median`: ``init_to_median`` with 1001 prior draws
     for unplated sites.
     ``affine_first=True``: ``z = IAF_h(mu + sigma * eps)`` instead (the paper's order; the flow
     then sees the encoder's scale).

@@ -85,7 +85,9 @@ class AutoIAFNormal(AutoContinuous):
             latent dimension at set-up (see ``autoguide_defaults``).
         gate_bias: initial ``s`` of the gated steps, so a fresh gate is ``sigmoid(gate_bias)``.
         init_loc_fn: where ``loc`` starts: a per-site init strategy, as in the framework's
-            autoguides.
+            autoguides (default :func:`init_to_global_median`, the prior median). Where the
+            model's log density or its gradient is not finite there, the guide warns and starts
+            from uniform draws in (-2, 2) of the unconstrained space instead.
         init_scale: the initial posterior standard deviation of every latent coordinate (> 0).
         stl: score the guide's own draws with the path-derivative gradient (same ELBO, less noise
             near the optimum); None is resolved from the latent dimension at set-up (see
