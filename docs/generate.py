@@ -42,9 +42,10 @@ VALUE = re.compile(r"(<!--v ([a-z][\w/.+-]*)-->)(.*?)(<!--/v-->)")
 NAMES = {"pyro": "Pyro", "numpyro": "NumPyro", "diagonal": "diagonal", "lowrank": "low-rank",
          "multivariate": "full-rank", "iaf_builtin": "built-in IAF", "iaf": "ours",
          "iaf_gated": "previous default (2 gated, no stl)", "iaf_nostl": "1 affine, no stl",
-         "iaf_median": "ours, init_to_median"}
+         "iaf_median": "ours, median of 15 (before)", "iaf_uniform": "ours, init_to_uniform"}
 #: columns of the defaults table (docs/bench/defaults.json, ``python docs/bench/merge_defaults.py``)
-DEFAULTS_GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf_median", "iaf", "iaf_gated", "iaf_nostl")
+DEFAULTS_GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf", "iaf_median", "iaf_uniform", "iaf_gated",
+                   "iaf_nostl")
 COMPARE_GUIDES = ("diagonal", "lowrank", "multivariate", "iaf_builtin", "iaf")
 
 

@@ -2,8 +2,9 @@
 
     python docs/bench/merge_defaults.py DIR[:FROM=TO] ...
 
-Each ``DIR`` is the ``--out`` of a ``python -m models.compare`` run; ``:FROM=TO`` renames its
-guide ``FROM`` (e.g. ``iaf=iaf_median`` for a run of ours at another ``--init``). A later row of
+Each ``DIR`` is the ``--out`` of a ``python -m models.compare`` run (or a ``report.json``-like
+file such as ``docs/bench/compare.json``); ``:FROM=TO`` renames its guide ``FROM`` (e.g.
+``iaf=iaf_median`` for a run of ours at another start), ``:FROM=`` leaves it out. A later row of
 the same model, backend and guide replaces an earlier one; each run's settings are kept.
 """
 
@@ -22,11 +23,14 @@ def main(argv: list[str]) -> None:
     for arg in argv:
         path, _, rename = arg.partition(":")
         old, _, new = rename.partition("=")
-        report = json.loads((Path(path) / "report.json").read_text())
+        path = Path(path)
+        report = json.loads((path if path.suffix == ".json" else path / "report.json").read_text())
         runs[arg] = report["settings"]
         for row in report["rows"]:
             row = {k: v for k, v in row.items() if k != "per_seed"}
             if old and row["guide"] == old:
+                if not new:
+                    continue
                 row["guide"] = new
             rows[row["model"], row["backend"], row["guide"]] = row
     OUT.write_text(json.dumps({"runs": runs, "rows": list(rows.values())}, indent=1) + "\n")
