@@ -1,10 +1,11 @@
 """Merge comparison runs into ``docs/bench/defaults.json`` (the defaults table's one source).
 
-    python docs/bench/merge_defaults.py DIR[:FROM=TO] ...
+    python docs/bench/merge_defaults.py DIR[:FROM=TO][@MODEL,MODEL] ...
 
 Each ``DIR`` is the ``--out`` of a ``python -m models.compare`` run (or a ``report.json``-like
 file such as ``docs/bench/compare.json``); ``:FROM=TO`` renames its guide ``FROM`` (e.g.
-``iaf=iaf_median`` for a run of ours at another start), ``:FROM=`` leaves it out. A later row of
+``iaf=iaf_median`` for a run of ours at another start), ``:FROM=`` leaves it out; ``@MODELS``
+takes only those models of the run. A later row of
 the same model, backend and guide replaces an earlier one; each run's settings are kept.
 """
 
@@ -21,12 +22,16 @@ def main(argv: list[str]) -> None:
     rows: dict[tuple, dict] = {}
     runs = {}
     for arg in argv:
-        path, _, rename = arg.partition(":")
+        arg_models = arg.partition("@")[2]
+        models = set(arg_models.split(",")) if arg_models else None
+        path, _, rename = arg.partition("@")[0].partition(":")
         old, _, new = rename.partition("=")
         path = Path(path)
         report = json.loads((path if path.suffix == ".json" else path / "report.json").read_text())
         runs[arg] = report["settings"]
         for row in report["rows"]:
+            if models is not None and row["model"] not in models:
+                continue
             row = {k: v for k, v in row.items() if k != "per_seed"}
             if old and row["guide"] == old:
                 if not new:
