@@ -36,6 +36,7 @@ from numpyro.infer.initialization import init_to_feasible
 from .autoguide import AutoIAFNormal, initial_contraction
 from .init import GLOBAL_MEDIAN_SAMPLES, init_to_global_median  # noqa: F401
 from .masks import STL_MAX_DIM
+from .posterior import known_inverse
 from .transforms import IAF
 
 __all__ = ["AutoAmortizedIAF", "MLPEncoder"]
@@ -61,49 +62,6 @@ class _CentredIAFNormal(AutoIAFNormal):
         return dist.TransformedDistribution(posterior.base_dist, [flow, AffineTransform(loc, affine.scale)])
 
 
-def _known_inverse(flow: IAF, u, eps):
-    """``eps = flow^-1(u)`` where ``eps [..., D]`` is known (``flow(eps) == u``): the value
-    ``eps``, the derivative with respect to ``u`` the inverse Jacobian, per element of the
-    context ``h [..., C]`` (``D`` forward-mode passes and a ``D x D`` solve per draw). The flow's
-    parameters and context get no gradient; a draw whose solve is not finite gets a zero one
-    (``posterior.known_inverse``, with a context)."""
-    params = jax.lax.stop_gradient(flow.params)
-    h = None if flow.context is None else jax.lax.stop_gradient(flow.context)
-    eps = jax.lax.stop_gradient(eps)
-    bare = flow.with_params(params)
-    bare.context = None
-
-    def apply(x, c):
-        step = bare if c is None else bare.condition(c)
-        return step(x)
-
-    def jacobian(e, c):
-        if c is None:
-            return jnp.vectorize(jax.jacfwd(lambda x: apply(x, None)), signature="(d)->(d,d)")(e)
-        shape = jnp.broadcast_shapes(e.shape[:-1], c.shape[:-1])
-        e = jnp.broadcast_to(e, (*shape, e.shape[-1]))
-        c = jnp.broadcast_to(c, (*shape, c.shape[-1]))
-        return jnp.vectorize(jax.jacfwd(apply), signature="(d),(c)->(d,d)")(e, c)
-
-    @jax.custom_vjp
-    def inverse(u, e, c):
-        return e
-
-    def forward(u, e, c):
-        return e, (e, c)
-
-    def backward(residuals, cotangent):
-        e, c = residuals
-        jac = jacobian(e, c)
-        grad_u = jnp.linalg.solve(jnp.swapaxes(jac, -1, -2), cotangent[..., None])[..., 0]
-        # a draw whose Jacobian is numerically singular gets no path term rather than a NaN
-        grad_u = jnp.where(jnp.isfinite(grad_u).all(-1, keepdims=True), grad_u, 0.0)
-        return grad_u, jnp.zeros_like(e), None if c is None else jnp.zeros_like(c)
-
-    inverse.defvjp(forward, backward)
-    return inverse(u, eps, h)
-
-
 class _LocalPosterior(dist.TransformedDistribution):
     """``q(z_i | x_i)``: ``eps -> mu + sigma * IAF_h(eps)`` (or ``IAF_h(mu + sigma * eps)``);
     with ``stl=True`` the log density of the guide's own draw differentiates only through ``z``
@@ -127,11 +85,11 @@ class _LocalPosterior(dist.TransformedDistribution):
             flow.context = stop(flow.context)
         mu, sigma = stop(affine.loc), stop(affine.scale)
         if self.affine_first:  # z = F(z0), z0 = mu + sigma * eps
-            z0 = _known_inverse(flow, value, intermediates[1][0])
+            z0 = known_inverse(flow, value, intermediates[1][0])
             eps = (z0 - mu) / sigma
             _, log_det = flow.call_with_intermediates(z0)
         else:  # z = mu + sigma * F(eps)
-            eps = _known_inverse(flow, (value - mu) / sigma, intermediates[0][0])
+            eps = known_inverse(flow, (value - mu) / sigma, intermediates[0][0])
             _, log_det = flow.call_with_intermediates(eps)
         log_sigma = jnp.broadcast_to(jnp.log(sigma), jnp.shape(value)).sum(-1)
         return self.base_dist.log_prob(eps) - log_det - log_sigma

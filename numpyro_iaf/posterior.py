@@ -8,46 +8,54 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions.transforms import AffineTransform
 
+from .jacobian import solve_jacobian_transpose
 from .transforms import IAF
 
 __all__ = ["IAFPosterior", "known_inverse"]
 
 
-def known_inverse(flow: IAF, params, u: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
+def known_inverse(flow: IAF, u: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
     """``eps = flow^-1(u)`` where ``eps [..., D]`` is already known (``flow(eps) == u``).
 
     The value is ``eps``; the derivative with respect to ``u`` is the inverse Jacobian
-    ``(d flow / d eps)^-1``, from ``D`` batched forward-mode passes and one ``D x D`` solve per
-    draw, so nothing runs the flow's ``D``-pass sequential inverse. ``params`` get no gradient.
-    A draw whose solve is not finite (a numerically singular Jacobian) gets a zero gradient.
+    ``(d flow / d eps)^-1``: each step's triangular Jacobian from its masked weight products and
+    a blocked triangular solve per step and draw (``jacobian.solve_jacobian_transpose``), so nothing
+    runs the flow's ``D``-pass sequential inverse. The flow's parameters and its context
+    (``flow.condition(h)``) get no gradient; a draw whose solve is not finite (a numerically
+    singular Jacobian) gets a zero gradient.
 
     Args:
-        flow: the ``IAF``.
-        params: the flow's parameters (they get no gradient).
+        flow: the ``IAF`` (conditioned or not) with ``flow(eps) == u``.
         u: ``[..., D]``, the flow's output.
         eps: ``[..., D]``, its known input.
     """
-
-    def apply(p, e):
-        return flow.with_params(p)(e)
+    stop = jax.lax.stop_gradient
+    bare = flow.with_params(stop(flow.params))
+    h = None if flow.context is None else stop(flow.context)
+    bare.context = None
 
     @jax.custom_vjp
-    def inverse(p, u, e):
+    def inverse(u, e, c):
         return e
 
-    def forward(p, u, e):
-        return e, (p, e)
+    def forward(u, e, c):
+        return e, (e, c)
 
     def backward(residuals, cotangent):
-        p, e = residuals
-        jac = jnp.vectorize(jax.jacfwd(lambda x: apply(p, x)), signature="(d)->(d,d)")(e)
-        grad_u = jnp.linalg.solve(jnp.swapaxes(jac, -1, -2), cotangent[..., None])[..., 0]
-        # a draw whose Jacobian is numerically singular gets no path term rather than a NaN
-        grad_u = jnp.where(jnp.isfinite(grad_u).all(-1, keepdims=True), grad_u, 0.0)
-        return jax.tree.map(jnp.zeros_like, p), grad_u, jnp.zeros_like(e)
+        e, c = residuals
+        grad_u = _sum_to(solve_jacobian_transpose(bare, e, c, cotangent), jnp.shape(u))
+        return grad_u, jnp.zeros_like(e), None if c is None else jnp.zeros_like(c)
 
     inverse.defvjp(forward, backward)
-    return inverse(params, u, eps)
+    return inverse(u, stop(eps), h)
+
+
+def _sum_to(x: jnp.ndarray, shape: tuple[int, ...]) -> jnp.ndarray:
+    """Sum the broadcast dimensions of ``x`` away so it has ``shape``."""
+    lead = x.ndim - len(shape)
+    x = x.sum(tuple(range(lead))) if lead else x
+    axes = tuple(i for i, (a, b) in enumerate(zip(x.shape, shape)) if b == 1 and a != 1)
+    return x.sum(axes, keepdims=True) if axes else x
 
 
 class IAFPosterior(dist.TransformedDistribution):
@@ -57,7 +65,7 @@ class IAFPosterior(dist.TransformedDistribution):
     With ``stl=True`` that ``log_prob`` has the same value but differentiates only through ``z``
     (the parameters of ``q`` enter stopped): the path-derivative ELBO gradient, which drops the
     score term (zero in expectation) and with it most of the noise once ``q`` is close to the
-    posterior. Costs ``D`` forward-mode passes and a ``D x D`` solve per draw in the backward pass.
+    posterior. Costs each step's ``D x D`` Jacobian and a triangular solve per draw in the backward pass.
 
     Args:
         flow: the ``IAF`` applied to ``eps``.
@@ -78,7 +86,7 @@ class IAFPosterior(dist.TransformedDistribution):
         flow, affine = self.transforms
         flow = flow.with_params(stop(flow.params))
         loc, scale = stop(affine.loc), stop(affine.scale)
-        eps = known_inverse(flow, flow.params, (value - loc) / scale, stop(intermediates[0][0]))
+        eps = known_inverse(flow, (value - loc) / scale, intermediates[0][0])
         _, log_det = flow.call_with_intermediates(eps)
         log_scale = jnp.broadcast_to(jnp.log(scale), jnp.shape(value)).sum(-1)
         return self.base_dist.log_prob(eps) - log_det - log_scale

@@ -38,7 +38,8 @@ from torch.distributions import biject_to
 from .autoguide import AutoIAFNormal, initial_contraction, with_feasible_fallback
 from .init import GLOBAL_MEDIAN_SAMPLES, init_to_global_median  # noqa: F401
 from .masks import STL_MAX_DIM
-from .transforms import IAF, ConditionedIAF, _step
+from .posterior import known_inverse
+from .transforms import IAF, ConditionedIAF
 
 __all__ = ["AutoAmortizedIAF", "MLPEncoder"]
 
@@ -60,41 +61,6 @@ class _CentredIAFNormal(AutoIAFNormal):
         flow, affine = super()._transforms()
         loc = affine.loc - affine.scale * flow(self._zeros)  # before any draw: the flow caches one
         return [flow, AffineTransform(loc, affine.scale, event_dim=1, cache_size=1)]
-
-
-class _KnownInverse(torch.autograd.Function):
-    """Value ``eps``; gradient with respect to ``u`` through ``(d flow_h / d eps)^-1``, per
-    element of the context ``h``; zero for a draw whose solve is not finite
-    (``posterior.known_inverse``, with a context)."""
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, eps: torch.Tensor, h: torch.Tensor | None, flow: IAF) -> torch.Tensor:
-        ctx.flow = flow
-        ctx.save_for_backward(eps, h)
-        return eps.clone()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        eps, h = ctx.saved_tensors
-        flow, D = ctx.flow, eps.shape[-1]
-        params = [{k: v.detach() for k, v in made.params.items()} for made in flow.steps]
-
-        def apply(x, c):
-            for made, p in zip(flow.steps, params):
-                x = _step(made, x, c, flow.gated, p)[0]
-            return x
-
-        shape = eps.shape[:-1] if h is None else torch.broadcast_shapes(eps.shape[:-1], h.shape[:-1])
-        e = eps.expand(*shape, D).reshape(-1, D)
-        if h is None:
-            jac = torch.func.vmap(torch.func.jacfwd(lambda x: apply(x, None)))(e)  # [n, D, D]
-        else:
-            c = h.expand(*shape, h.shape[-1]).reshape(-1, h.shape[-1])
-            jac = torch.func.vmap(torch.func.jacfwd(apply))(e, c)
-        g = torch.linalg.solve_ex(jac.transpose(-1, -2), grad.expand(*shape, D).reshape(-1, D, 1))[0]
-        # a draw whose Jacobian is numerically singular gets no path term rather than a NaN
-        g = torch.where(torch.isfinite(g).all(-2, keepdim=True), g, torch.zeros_like(g))
-        return g.reshape(*shape, D).sum_to_size(grad.shape), None, None, None
 
 
 class _LocalPosterior(dist.TransformedDistribution):
@@ -127,11 +93,11 @@ class _LocalPosterior(dist.TransformedDistribution):
         bare = flow._iaf
         stopped = bare if h is None else ConditionedIAF(bare, h)
         if self.affine_first:  # value = F(z0), z0 = mu + sigma * eps
-            z0 = _KnownInverse.apply(value, cached[1].detach(), h, bare)
+            z0 = known_inverse(bare, value, cached[1], h)
             eps = (z0 - mu) / sigma
             _, log_det = stopped._forward_with_logdet(z0, detach=True)
         else:  # value = mu + sigma * F(eps)
-            eps = _KnownInverse.apply((value - mu) / sigma, cached[0].detach(), h, bare)
+            eps = known_inverse(bare, (value - mu) / sigma, cached[0], h)
             _, log_det = stopped._forward_with_logdet(eps, detach=True)
         log_sigma = torch.log(sigma).expand(value.shape).sum(-1)
         return self.base_dist.log_prob(eps) - log_det - log_sigma

@@ -141,3 +141,31 @@ class MADE(nn.Module):
         if self.skip:
             m = m + F.linear(z, params["skip_weight"] * self.skip_mask)
         return m, s
+
+    def forward_with_jacobian(
+        self, params: dict, z: torch.Tensor, h: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(m, s, dm/dz, ds/dz)``: ``m, s [..., D]`` as :meth:`forward_with`, and their Jacobians
+        ``[..., D, D]`` (``[i, j] = d out_i / d z_j``, strictly triangular) from the masked weight
+        products, ``W_out diag(elu') W_L ... diag(elu') W_1``: one batched matrix product per layer
+        instead of ``D`` forward-mode passes."""
+        x, jac = z, None  # jac: d x / d z, [..., width, D] (None: the identity)
+        for l in range(len(self.hidden_dims)):
+            w = params[f"hidden_weights.{l}"] * getattr(self, f"hidden_mask_{l}")
+            pre = F.linear(x, w, params[f"hidden_biases.{l}"])
+            if h is not None:
+                pre = pre + F.linear(h, self.context_gain * params[f"context_weights.{l}"])
+            x = F.elu(pre)
+            slope = torch.where(pre > 0, torch.ones_like(pre), torch.exp(torch.clamp(pre, max=0.0)))
+            jac = slope[..., :, None] * (w if jac is None else w @ jac)
+        w_out = params["output_weight"] * self.output_mask
+        out = F.linear(x, w_out, params["output_bias"])
+        if h is not None and not self.hidden_dims:
+            out = out + F.linear(h, self.context_gain * params["context_weights.0"])
+        d_out = w_out if jac is None else w_out @ jac  # [..., 2 D, D]
+        m, s = out.split(self.input_dim, dim=-1)
+        dm, ds = d_out.split(self.input_dim, dim=-2)
+        if self.skip:
+            v = params["skip_weight"] * self.skip_mask
+            m, dm = m + F.linear(z, v), dm + v
+        return m, s, dm, ds

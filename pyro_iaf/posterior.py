@@ -8,50 +8,47 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions.transforms import AffineTransform
 
+from .jacobian import solve_jacobian_transpose
 from .transforms import IAF
 
 __all__ = ["IAFPosterior", "known_inverse", "check_param_shapes"]
 
 
 class _KnownInverse(torch.autograd.Function):
-    """Value ``eps``; gradient with respect to ``u`` through ``(d flow / d eps)^-1``."""
+    """Value ``eps``; gradient with respect to ``u`` through ``(d flow_h / d eps)^-1``."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, eps: torch.Tensor, flow: IAF) -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, eps: torch.Tensor, h: torch.Tensor | None, flow: IAF) -> torch.Tensor:
         ctx.flow = flow
-        ctx.save_for_backward(eps)
+        ctx.save_for_backward(eps, h)
         return eps.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (eps,) = ctx.saved_tensors
-        D = eps.shape[-1]
-
-        def apply(x):
-            return ctx.flow._forward_with_logdet(x, detach=True)[0]
-
-        flat = eps.reshape(-1, D)
-        jac = torch.func.vmap(torch.func.jacfwd(apply))(flat)  # [N, D, D]
-        g = torch.linalg.solve_ex(jac.transpose(-1, -2), grad.reshape(-1, D, 1))[0]
-        # a draw whose Jacobian is numerically singular gets no path term rather than a NaN
-        g = torch.where(torch.isfinite(g).all(-2, keepdim=True), g, torch.zeros_like(g))
-        return g.reshape(grad.shape), None, None
+        eps, h = ctx.saved_tensors
+        g = solve_jacobian_transpose(ctx.flow, eps, h, grad)
+        return g.sum_to_size(grad.shape), None, None, None
 
 
-def known_inverse(flow: IAF, u: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """``eps = flow^-1(u)`` where ``eps [..., D]`` is already known (``flow(eps) == u``).
+def known_inverse(
+    flow: IAF, u: torch.Tensor, eps: torch.Tensor, context: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``eps = flow_h^-1(u)`` where ``eps [..., D]`` is already known (``flow_h(eps) == u``).
 
     The value is ``eps``; the derivative with respect to ``u`` is the inverse Jacobian
-    ``(d flow / d eps)^-1``, from ``D`` batched forward-mode passes and one ``D x D`` solve per
-    draw, so nothing runs the flow's ``D``-pass sequential inverse. The flow gets no gradient.
-    A draw whose solve is not finite (a numerically singular Jacobian) gets a zero gradient.
+    ``(d flow_h / d eps)^-1``: each step's triangular Jacobian from its masked weight products and
+    a blocked triangular solve per step and draw (``jacobian.solve_jacobian_transpose``), so nothing
+    runs the flow's ``D``-pass sequential inverse. The flow and the context get no gradient; a
+    draw whose solve is not finite (a numerically singular Jacobian) gets a zero gradient.
 
     Args:
-        flow: the ``IAF`` with ``flow(eps) == u``.
+        flow: the ``IAF`` with ``flow_h(eps) == u``.
         u: ``[..., D]``, the flow's output.
         eps: ``[..., D]``, its known input.
+        context: ``h [..., C]`` of a conditioned flow, or None.
     """
-    return _KnownInverse.apply(u, eps.detach(), flow)
+    h = None if context is None else context.detach()
+    return _KnownInverse.apply(u, eps.detach(), h, flow)
 
 
 def check_param_shapes(D: int, loc: torch.Tensor, scale: torch.Tensor) -> None:
@@ -77,7 +74,7 @@ class IAFPosterior(dist.TransformedDistribution):
     With ``stl=True`` that ``log_prob`` has the same value but differentiates only through ``z``
     (the parameters of ``q`` enter detached): the path-derivative ELBO gradient, which drops the
     score term (zero in expectation) and with it most of the noise once ``q`` is close to the
-    posterior. Costs ``D`` forward-mode passes and a ``D x D`` solve per draw in the backward pass.
+    posterior. Costs each step's ``D x D`` Jacobian and a triangular solve per draw in the backward pass.
 
     Args:
         flow: the ``IAF`` applied to ``eps``.

@@ -1,24 +1,31 @@
 """What the path-derivative gradient (``AutoIAFNormal(stl=True)``) costs per SVI step.
 
-    python -m models.bench.stl_cost [--backend numpyro|pyro|both] [--dims 10,100,256,512,1000]
+    python -m models.bench.stl_cost [--backend numpyro|pyro|both] [--dims 10,100,128,256,512]
+        [--particles 1,8] [--out docs/bench]
 
 Model: the linear-Gaussian target (``models/targets/linear_gaussian.py``) at each ``D``; guide:
-our ``AutoIAFNormal`` at its defaults with ``stl=False`` and ``stl=True``, Adam(1e-2), one
-particle. ms/step excludes compilation: NumPyro, the median of 3 runs of a compiled
-``lax.scan`` of 100 updates; Pyro, 100 steps after 10 warm-up steps (torch on 1 thread).
-Prints a markdown table and writes it to ``--out``/stl_cost.md, its numbers to ``--out``/stl_cost.json
-(``python docs/generate.py --stl-cost DIR`` takes them into the docs).
+our ``AutoIAFNormal`` with the flow its default resolves to with ``stl=True`` (one affine step),
+scored once with ``stl=False`` (the plain step) and once with ``stl=True``, Adam(1e-2). The two
+are timed side by side, interleaved (plain, stl, plain, stl, ...; the median of 3 of each), so
+the machine's load affects both alike. ms/step excludes compilation: NumPyro, a compiled
+``lax.scan`` of 100 updates; Pyro, 50 steps after 10 warm-up steps (torch on 1 thread).
+Writes ``--out``/stl_cost.json (``python docs/generate.py`` renders it into the docs).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
+import statistics
+import subprocess
 import time
+from collections.abc import Callable
 
 
-def _ms_numpyro(D: int, stl: bool) -> float:
+def _numpyro_timer(D: int, stl: bool, particles: int) -> Callable[[], float]:
     import jax
     import numpyro
     from numpyro.infer import SVI, Trace_ELBO
@@ -28,9 +35,11 @@ def _ms_numpyro(D: int, stl: bool) -> float:
     from models.targets import get_model
 
     spec = get_model("linear_gaussian", backend="numpyro", D=D)
-    guide = numpyro_iaf.AutoIAFNormal(spec.model, init_loc_fn=init_to_median, stl=stl)
-    svi = SVI(spec.model, guide, numpyro.optim.Adam(1e-2), Trace_ELBO())
-    state = svi.init(jax.random.PRNGKey(0), *spec.model_args, **spec.model_kwargs)
+    guide = numpyro_iaf.AutoIAFNormal(
+        spec.model, init_loc_fn=init_to_median, stl=stl, num_flows=1, gated=False
+    )
+    svi = SVI(spec.model, guide, numpyro.optim.Adam(1e-2), Trace_ELBO(num_particles=particles))
+    state = [svi.init(jax.random.PRNGKey(0), *spec.model_args, **spec.model_kwargs)]
 
     @jax.jit
     def hundred(state):
@@ -38,16 +47,17 @@ def _ms_numpyro(D: int, stl: bool) -> float:
             lambda s, _: svi.update(s, *spec.model_args, **spec.model_kwargs), state, None, 100
         )
 
-    state, _ = jax.block_until_ready(hundred(state))  # compile
-    times = []
-    for _ in range(3):
+    state[0], _ = jax.block_until_ready(hundred(state[0]))  # compile
+
+    def timed() -> float:
         t = time.perf_counter()
-        state, _ = jax.block_until_ready(hundred(state))
-        times.append(time.perf_counter() - t)
-    return sorted(times)[1] / 100 * 1e3
+        state[0], _ = jax.block_until_ready(hundred(state[0]))
+        return (time.perf_counter() - t) / 100 * 1e3
+
+    return timed
 
 
-def _ms_pyro(D: int, stl: bool) -> float:
+def _pyro_timer(D: int, stl: bool, particles: int) -> Callable[[], float]:
     import pyro
     import torch
     from pyro.infer import SVI, Trace_ELBO
@@ -57,16 +67,42 @@ def _ms_pyro(D: int, stl: bool) -> float:
 
     torch.set_num_threads(1)
     spec = get_model("linear_gaussian", backend="pyro", D=D)
-    pyro.clear_param_store()
+    # its own prefix: the plain and the STL guide share the param store without clashing
+    guide = pyro_iaf.AutoIAFNormal(spec.model, stl=stl, num_flows=1, gated=False, prefix=f"g{D}_{particles}_{int(stl)}")
+    elbo = Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1)
+    svi = SVI(spec.model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
     pyro.set_rng_seed(0)
-    guide = pyro_iaf.AutoIAFNormal(spec.model, stl=stl)
-    svi = SVI(spec.model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
     for _ in range(10):
         svi.step(*spec.model_args, **spec.model_kwargs)
-    t = time.perf_counter()
-    for _ in range(100):
-        svi.step(*spec.model_args, **spec.model_kwargs)
-    return (time.perf_counter() - t) / 100 * 1e3
+
+    def timed() -> float:
+        t = time.perf_counter()
+        for _ in range(50):
+            svi.step(*spec.model_args, **spec.model_kwargs)
+        return (time.perf_counter() - t) / 50 * 1e3
+
+    return timed
+
+
+def measure(backend: str, D: int, particles: int, repeats: int = 3) -> dict:
+    """``{"ms_plain", "ms_stl", "ratio"}``: medians of ``repeats`` interleaved timings."""
+    make = _numpyro_timer if backend == "numpyro" else _pyro_timer
+    plain, stl = make(D, False, particles), make(D, True, particles)
+    times: dict[str, list[float]] = {"plain": [], "stl": []}
+    for _ in range(repeats):
+        times["plain"].append(plain())
+        times["stl"].append(stl())
+    off, on = statistics.median(times["plain"]), statistics.median(times["stl"])
+    return {"backend": backend, "D": D, "particles": particles, "ms_plain": off, "ms_stl": on,
+            "ratio": on / off}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,31 +110,33 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", default="both", choices=("numpyro", "pyro", "both"))
-    parser.add_argument("--dims", default="10,100,256,512,1000")
+    parser.add_argument("--dims", default="10,100,128,256,512")
+    parser.add_argument("--particles", default="1,8")
     parser.add_argument("--out", default="results/stl_cost")
+    parser.add_argument("--label", default="", help="a note stored with the settings")
     args = parser.parse_args(argv)
     backends = ("numpyro", "pyro") if args.backend == "both" else (args.backend,)
-    lines = [
-        f"Machine: {os.uname().machine}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start.",
-        "",
-        "| backend | D | ms/step stl=False (2 gated steps) | ms/step stl=True (1 affine step) | ratio |",
-        "|---|---|---|---|---|",
-    ]
-    print("\n".join(lines), flush=True)
+    settings = {
+        "command": "python -m models.bench.stl_cost " + " ".join(argv or []),
+        "machine": f"{platform.machine()} ({os.cpu_count()} cores)",
+        "load_at_start": round(os.getloadavg()[0], 1),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "label": args.label,
+    }
     rows = []
     for backend in backends:
-        timer = _ms_numpyro if backend == "numpyro" else _ms_pyro
-        for D in map(int, args.dims.split(",")):
-            off, on = timer(D, False), timer(D, True)
-            lines.append(f"| {backend} | {D} | {off:.2f} | {on:.2f} | {on / off:.1f}x |")
-            rows.append({"backend": backend, "D": D, "ms_stl_false": off, "ms_stl_true": on,
-                         "ratio": on / off})
-            print(lines[-1], flush=True)
+        for particles in map(int, args.particles.split(",")):
+            for D in map(int, args.dims.split(",")):
+                rows.append(measure(backend, D, particles))
+                r = rows[-1]
+                print(f"{backend} D={D} particles={particles}: plain {r['ms_plain']:.2f} ms, "
+                      f"stl {r['ms_stl']:.2f} ms, {r['ratio']:.2f}x", flush=True)
+    settings["load_at_end"] = round(os.getloadavg()[0], 1)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "stl_cost.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "stl_cost.json"), "w") as f:
-        json.dump({"settings": {"machine": lines[0]}, "rows": rows}, f, indent=1)
+        json.dump({"settings": settings, "rows": rows}, f, indent=1)
+    print(f"Wrote {args.out}/stl_cost.json")
 
 
 if __name__ == "__main__":
