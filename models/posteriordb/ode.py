@@ -42,14 +42,13 @@ def odeint(f: Callable, y0, ts, *args, rtol: float = 1e-6, atol: float = 1e-6):
         return jax_odeint(f, y0, ts, *args, rtol=rtol, atol=atol, mxstep=MXSTEP)
     import torch
 
-    tensors = [a if torch.is_tensor(a) else torch.as_tensor(a) for a in (y0, ts, *args)]
-    dtype = tensors[0].dtype if tensors[0].is_floating_point() else torch.get_default_dtype()
-    for a in tensors:
-        if a.is_floating_point():
-            dtype = torch.promote_types(dtype, a.dtype)
+    floats = [a.dtype for a in (y0, ts, *args) if torch.is_tensor(a) and a.is_floating_point()]
+    dtype = floats[0] if floats else torch.get_default_dtype()
+    for d in floats:
+        dtype = torch.promote_types(dtype, d)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"odeint solves in float32 or float64; got {dtype}")
-    tensors = [a.to(dtype) for a in tensors]
+    tensors = [torch.as_tensor(a, dtype=dtype) for a in (y0, ts, *args)]
     if tensors[0].dim() != 1:
         raise ValueError(f"odeint solves one unbatched system: y0 must have shape [n]; got "
                          f"{tuple(tensors[0].shape)} (a batch of draws: evaluate them one at a time)")
