@@ -2,7 +2,8 @@
 
 - :func:`flat`: a latent with Stan's implicit uniform prior on its support (log density 0),
 - :func:`scan`: a recursion over time (``lax.scan`` in NumPyro, a Python loop in Pyro),
-- :func:`logsumexp`, :func:`odeint`: the forward algorithm's and the ODE models' numerics,
+- :func:`logsumexp`: the forward algorithm's numerics; :func:`odeint` (from
+  :mod:`models.posteriordb.ode`): the ODE models' solver, JAX's Dormand-Prince in both backends,
 - :func:`unconstrain`: NumPy float64 ``biject_to(support).inv`` of each kind of site, for mapping
   the reference draws onto the flat unconstrained latent vector.
 
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from models.api import current_backend, dist, ops, pyro
+from models.posteriordb.ode import odeint as odeint  # re-exported for the programs
 
 KINDS = ("real", "positive", "unit", "simplex", "ordered", "positive_ordered")
 
@@ -120,36 +122,6 @@ def scan(step: Callable, carry: Any, xs: Any):
         carry, y = step(carry, x_t)
         ys.append(y)
     return carry, torch.stack(ys)
-
-
-def odeint(f: Callable, y0, ts, *args, rk4_step: float = 0.01, rtol: float = 1e-6,
-           atol: float = 1e-6):
-    """Solution ``[len(ts), n]`` of ``dy/dt = f(y, t, *args)``, ``y(ts[0]) = y0 [n]``.
-
-    NumPyro: ``jax.experimental.ode.odeint`` (adaptive Dormand-Prince, ``rtol``/``atol``; diffrax
-    is not installed). Pyro (torchdiffeq is not installed): classical RK4 with fixed steps of at
-    most ``rk4_step`` between consecutive ``ts``.
-    """
-    if current_backend() == "numpyro":
-        from jax.experimental.ode import odeint as jax_odeint
-
-        return jax_odeint(f, y0, ts, *args, rtol=rtol, atol=atol, mxstep=10_000)
-    import torch
-
-    grid = ts.detach().cpu().numpy()
-    y, out = y0, [y0]
-    for t0, t1 in zip(grid[:-1], grid[1:], strict=True):
-        n = max(1, int(np.ceil((t1 - t0) / rk4_step - 1e-9)))
-        h = (t1 - t0) / n
-        for i in range(n):
-            t = t0 + i * h
-            k1 = f(y, t, *args)
-            k2 = f(y + 0.5 * h * k1, t + 0.5 * h, *args)
-            k3 = f(y + 0.5 * h * k2, t + 0.5 * h, *args)
-            k4 = f(y + h * k3, t + h, *args)
-            y = y + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
-        out.append(y)
-    return torch.stack(out)
 
 
 # ---- reference draws -> unconstrained (NumPy, float64) ----------------------------------------
