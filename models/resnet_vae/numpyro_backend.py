@@ -126,6 +126,7 @@ class NumPyroResNetVAE(JitSVITraining):
         self._evaluate = jax.jit(self.svi.evaluate)
         self._logw = jax.jit(functools.partial(_log_weights, self.model, self.eval_guide))
         self._compiled = self._inspect = None
+        self._aot: dict = {}  # warmup: one compilation per minibatch shape
 
     @property
     def params(self) -> dict:
