@@ -328,3 +328,25 @@ def test_model_takes_the_guides_top_down_pass(backend, vaes, weights, batch, mon
 def test_shared_top_down_pass_keeps_numpyro_gradients(vaes, weights, batch, monkeypatch):
     """NumPyro: the shared pass gives the same loss and gradients as recomputing it."""
     _check_shared_pass(get_vae(vaes, weights, "numpyro"), batch, monkeypatch, compute=True)
+
+
+def test_pyro_traced_training_loss_equals_trace_elbo(vaes, weights, batch):
+    """Pyro trains on JitTrace_ELBO: the same loss and gradients as Trace_ELBO at the same seed."""
+    import torch
+
+    vae = get_vae(vaes, weights, "pyro")
+    x = torch.as_tensor(batch[0])
+    vae.warmup(batch[0])
+    out = []
+    for elbo in (vae.train_elbo, vae.elbo):
+        torch.manual_seed(1)
+        vae.optim.zero_grad()
+        loss = elbo.loss_and_grads(vae.model, vae.guide, x)
+        out.append((loss, {k: p.grad.clone() for k, p in vae.params.items() if p.grad is not None}))
+    vae.optim.zero_grad()
+    (jit_loss, jit_grads), (loss, grads) = out
+    np.testing.assert_allclose(jit_loss, loss, rtol=1e-6)
+    assert set(jit_grads) == set(grads) and len(grads) > 40
+    for k, g in grads.items():
+        np.testing.assert_allclose(jit_grads[k].numpy(), g.numpy(), rtol=1e-4,
+                                   atol=1e-6 * float(g.abs().max()), err_msg=k)

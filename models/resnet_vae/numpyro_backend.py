@@ -43,8 +43,10 @@ def _float(x):
 
 @functools.lru_cache(maxsize=16)
 def _made(zdim: int, width: int, context: int, reverse: bool) -> MADE:
-    """A MADE for its masks (its own weights are not used); cached: building one compiles."""
-    return MADE(zdim, (width, width), context_dim=context, reverse=reverse)
+    """A MADE for its masks (its own weights are not used); cached: building one compiles. Built
+    eagerly even inside a trace (``sample_images`` under jit), so no tracer is cached."""
+    with jax.ensure_compile_time_eval():
+        return MADE(zdim, (width, width), context_dim=context, reverse=reverse)
 
 
 class NumPyroNets(Net):
