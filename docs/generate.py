@@ -286,7 +286,8 @@ def table_resnet_vae_step() -> str:
         f"{c['batch_size']}, hidden {c['hidden']}, zdim {c['zdim']}, IAF width {c['iaf_hidden']}, "
         f"free bits {c['free_bits']}; {d['steps']} timed steps per round. Convolutions and matrix "
         f"products per step (PyTorch's counter, forward and backward): {conv / 1e9:.2f} GFLOP in "
-        f"convolutions (convs only: {(ref_flops or 0) / 1e9:.2f}, input gradients of every one). Command: `{d['command']}`.")
+        f"convolutions (convs only: {(ref_flops or 0) / 1e9:.2f}, input gradients of every one). "
+        f"Command: `{d['command']}`.")
     return "\n".join(lines)
 
 

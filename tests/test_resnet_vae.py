@@ -1,5 +1,6 @@
 """The ResNet VAE of models.resnet_vae (tiny sizes): shapes, log q, free bits, weight-norm init,
-cross-backend parity, the discretized logistic and colour path, and a short fit."""
+cross-backend parity, the discretized logistic and colour path, a short fit, and what the step
+benchmark relies on (the plain baselines' objective, the shared top-down pass, Pyro's traced loss)."""
 
 from __future__ import annotations
 
