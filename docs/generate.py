@@ -6,11 +6,12 @@
 
 The result files live in ``docs/bench/``: ``cells.json`` and ``timing.json`` (written by
 ``python -m models.bench.autoguide``), ``compare.json`` (a ``report.json`` of ``python -m
-models.compare``), ``stl_cost.json`` (``python -m models.bench.stl_cost``) and ``amortized.json``
-(the slow exact-evidence test of ``tests/test_amortized.py`` run with ``IAF_BENCH_OUT=DIR``).
-``--compare``, ``--cells``, ``--stl-cost`` and ``--amortized`` first merge a new run's files into
-them: a row of the new run replaces the row of the same model, backend and guide (cell: backend,
-budget, D, guide, seed).
+models.compare``), ``stl_cost.json`` (``python -m models.bench.stl_cost``), ``amortized.json``
+(the slow exact-evidence test of ``tests/test_amortized.py`` run with ``IAF_BENCH_OUT=DIR``) and
+``resnet_vae_step.json`` (``python -m models.bench.resnet_vae_step``; ``--resnet-vae-step DIR``
+takes a new run's file whole). ``--compare``, ``--cells``, ``--stl-cost`` and ``--amortized``
+first merge a new run's files into them: a row of the new run replaces the row of the same model,
+backend and guide (cell: backend, budget, D, guide, seed).
 
 A page marks what is generated, and nothing else is touched:
 
@@ -258,6 +259,38 @@ def table_stl_cost() -> str:
     return "\n".join(lines)
 
 
+def table_resnet_vae_step() -> str:
+    """Ours vs the plain step of the ResNet VAE (``python -m models.bench.resnet_vae_step``)."""
+    d = _load("resnet_vae_step.json")
+    conv = d["conv_flops_per_step"]
+    # the convs-only program's FLOPs by PyTorch's counter, for both backends (the same convolutions)
+    ref_flops = next((r["flops_convs"]["conv"] for r in d["rows"] if r["backend"] == "pyro"), None)
+    lines = [f"| backend | ours ms/step | plain ms/step | ours / plain, wall (median of {d['rounds']} "
+             "rounds; range) | ours / plain, CPU time | GFLOP per step, ours / plain | convs only, ms "
+             "| conv GFLOP/s: ours / plain / convs only |", "|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        key = "total" if r["backend"] == "pyro" else "xla"
+        conv_ref = ref_flops or r["flops_convs"]["xla"]
+        lo, hi = min(r["ratios"]), max(r["ratios"])
+        lines.append(
+            f"| {NAMES[r['backend']]} | {r['ours_s_per_step'] * 1e3:.1f} | {r['plain_s_per_step'] * 1e3:.1f} "
+            f"| **{r['ratio']:.2f}x** ({lo:.2f}-{hi:.2f}) | {r['cpu_ratio']:.2f}x "
+            f"| {r['flops_ours'][key] / 1e9:.2f} / {r['flops_plain'][key] / 1e9:.2f} "
+            f"| {r['convs_s_per_step'] * 1e3:.1f} | {conv / r['ours_s_per_step'] / 1e9:.1f} / "
+            f"{conv / r['plain_s_per_step'] / 1e9:.1f} / {conv_ref / r['convs_s_per_step'] / 1e9:.1f} |")
+    c = d["config"]
+    load = d["load_before"][0], d["load_after"][0]
+    lines.append(
+        f"\n{d['machine']}, load average {load[0]:.1f} before / {load[1]:.1f} after, {d['when']} "
+        f"(jax {d['versions']['jax']}, torch {d['versions']['torch']}); {d['dataset']}, batch "
+        f"{c['batch_size']}, hidden {c['hidden']}, zdim {c['zdim']}, IAF width {c['iaf_hidden']}, "
+        f"free bits {c['free_bits']}; {d['steps']} timed steps per round. Convolutions and matrix "
+        f"products per step (PyTorch's counter, forward and backward): {conv / 1e9:.2f} GFLOP in "
+        f"convolutions (convs only: {(ref_flops or 0) / 1e9:.2f}, input gradients of every one). "
+        f"Command: `{d['command']}`.")
+    return "\n".join(lines)
+
+
 def _mean(xs: list[float | None]) -> float:
     return float("nan") if any(x is None for x in xs) else sum(xs) / len(xs)
 
@@ -271,6 +304,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "compare_khat": table_compare_khat,
     "compare_full": table_compare_full,
     "stl_cost": table_stl_cost,
+    "resnet_vae_step": table_resnet_vae_step,
 }
 
 
@@ -380,6 +414,13 @@ def merge_amortized(run: Path) -> int:
     return len(new)
 
 
+def merge_resnet_vae_step(run: Path) -> int:
+    """``run/resnet_vae_step.json`` (``python -m models.bench.resnet_vae_step``) replaces ours."""
+    data = json.loads((run / "resnet_vae_step.json").read_text())
+    (BENCH / "resnet_vae_step.json").write_text(json.dumps(data, indent=1) + "\n")
+    return len(data["rows"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -388,9 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", default="", help="DIR[,DIR]: merge DIR/cells.json (and timing.json)")
     parser.add_argument("--stl-cost", default="", help="DIR[,DIR]: merge DIR/stl_cost.json")
     parser.add_argument("--amortized", default="", help="DIR: merge DIR/amortized_*.json")
+    parser.add_argument("--resnet-vae-step", default="", help="DIR: take DIR/resnet_vae_step.json")
     args = parser.parse_args(argv)
     for option, merge in ((args.compare, merge_compare), (args.cells, merge_cells),
-                          (args.stl_cost, merge_stl_cost), (args.amortized, merge_amortized)):
+                          (args.stl_cost, merge_stl_cost), (args.amortized, merge_amortized),
+                          (args.resnet_vae_step, merge_resnet_vae_step)):
         for run in filter(None, option.split(",")):
             print(f"merged {merge(Path(run))} rows of {run}")
     problems = generate(check=args.check)

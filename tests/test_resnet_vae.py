@@ -1,5 +1,6 @@
 """The ResNet VAE of models.resnet_vae (tiny sizes): shapes, log q, free bits, weight-norm init,
-cross-backend parity, the discretized logistic and colour path, and a short fit."""
+cross-backend parity, the discretized logistic and colour path, a short fit, and what the step
+benchmark relies on (the plain baselines' objective, the shared top-down pass, Pyro's traced loss)."""
 
 from __future__ import annotations
 
@@ -250,3 +251,103 @@ def test_short_fit_lowers_the_loss(name, vaes, weights, batch, digits):
     vae.train_epoch(train)
     after = vae.inspect(x, fixed)["loss"] / B
     assert after < before - 3.0, (before, after)
+
+
+def test_plain_baseline_computes_our_objective(backend, vaes, weights, batch):
+    """The speed benchmark's plain step (models/resnet_vae/plain.py: no PPL, the objective by
+    hand) gives our log p(x, z), log q(z | x) and free-bits loss for the same weights and draws,
+    so its time measures what Pyro / NumPyro and our model code add, not another model."""
+    from models.resnet_vae.plain import PLAIN, noise_shapes
+
+    x, _ = batch
+    rng = np.random.default_rng(5)
+    eps = [rng.standard_normal(s).astype(np.float32) for s in noise_shapes(CFG, B)]
+    ours = get_vae(vaes, weights, backend.name)  # its current weights (another test may have trained it)
+    log_p, log_q, loss, z0 = PLAIN[backend.name](CFG, ours.export_weights()).log_weights(x, eps)
+    out = ours.inspect(x, {f"z{i}_0": z for i, z in enumerate(z0)})
+    np.testing.assert_allclose(log_p, out["log_p"], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(log_q, out["log_q"], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(loss, out["loss"], rtol=1e-5)
+    assert np.ptp(log_q) > 1.0 and loss > -(log_p - log_q).sum() + 1.0  # distinct images; free bits active
+
+
+def _loss_and_grads(vae, x, fixed, compute: bool = True):
+    """Our training loss (Trace_ELBO with free bits) at pinned base draws and its gradient.
+    NumPyro with ``compute=False``: only traced (``jax.eval_shape``; nothing is compiled)."""
+    if vae.backend == "pyro":
+        import pyro.poutine as poutine
+        import torch
+
+        guide = poutine.condition(vae.guide, data={k: torch.as_tensor(v) for k, v in fixed.items()})
+        loss = vae.elbo.differentiable_loss(vae.model, guide, torch.as_tensor(x))
+        grads = torch.autograd.grad(loss, list(vae.params.values()), allow_unused=True)
+        return float(loss), {k: np.zeros(tuple(p.shape)) if g is None else g.numpy()
+                             for (k, p), g in zip(vae.params.items(), grads)}
+    import jax
+    from numpyro import handlers
+    from numpyro.infer import Trace_ELBO
+
+    guide = handlers.substitute(vae.guide, data=fixed)
+    fn = jax.value_and_grad(
+        lambda p: Trace_ELBO().loss(jax.random.PRNGKey(0), {"resnet_vae": p}, vae.model, guide, x))
+    if not compute:
+        return jax.eval_shape(fn, vae.params)
+    loss, grads = jax.jit(fn)(vae.params)
+    return float(loss), jax.tree.map(np.asarray, grads)
+
+
+def _check_shared_pass(vae, batch, monkeypatch, compute: bool) -> None:
+    from models.resnet_vae.model import GuidePass
+
+    x, fixed = batch
+    calls = []
+    down = vae.nets.down
+    monkeypatch.setattr(vae.nets, "down", lambda *a: calls.append(a[1]) or down(*a))
+    shared = _loss_and_grads(vae, x, fixed, compute)
+    assert sorted(calls) == list(range(CFG.num_layers))  # the guide's pass only
+    calls.clear()
+    monkeypatch.setattr(GuidePass, "take", classmethod(lambda cls, nets, p: None))
+    recomputed = _loss_and_grads(vae, x, fixed, compute)
+    assert sorted(calls) == sorted(2 * list(range(CFG.num_layers)))  # the model's own pass too
+    if not compute:
+        return
+    np.testing.assert_allclose(shared[0], recomputed[0], rtol=1e-6)
+    for k, g in recomputed[1].items():
+        np.testing.assert_allclose(shared[1][k], g, rtol=1e-4, atol=1e-4 * np.abs(g).max(), err_msg=k)
+    assert max(np.abs(g).max() for k, g in shared[1].items() if "down" in k) > 1e-2  # the pass has gradients
+
+
+def test_model_takes_the_guides_top_down_pass(backend, vaes, weights, batch, monkeypatch):
+    """The model reuses the guide's top-down pass (GuidePass): one top-down pass per training
+    loss, not two; Pyro: the same loss and gradients as recomputing it (NumPyro: traced only
+    here, its gradients in the slow test below: two compilations)."""
+    vae = get_vae(vaes, weights, backend.name)
+    _check_shared_pass(vae, batch, monkeypatch, compute=backend.name == "pyro")
+
+
+@pytest.mark.slow  # two compilations of the tiny net's gradient (~16 s of CPU)
+def test_shared_top_down_pass_keeps_numpyro_gradients(vaes, weights, batch, monkeypatch):
+    """NumPyro: the shared pass gives the same loss and gradients as recomputing it."""
+    _check_shared_pass(get_vae(vaes, weights, "numpyro"), batch, monkeypatch, compute=True)
+
+
+def test_pyro_traced_training_loss_equals_trace_elbo(vaes, weights, batch):
+    """Pyro trains on JitTrace_ELBO: the same loss and gradients as Trace_ELBO at the same seed."""
+    import torch
+
+    vae = get_vae(vaes, weights, "pyro")
+    x = torch.as_tensor(batch[0])
+    vae.warmup(batch[0])
+    out = []
+    for elbo in (vae.train_elbo, vae.elbo):
+        torch.manual_seed(1)
+        vae.optim.zero_grad()
+        loss = elbo.loss_and_grads(vae.model, vae.guide, x)
+        out.append((loss, {k: p.grad.clone() for k, p in vae.params.items() if p.grad is not None}))
+    vae.optim.zero_grad()
+    (jit_loss, jit_grads), (loss, grads) = out
+    np.testing.assert_allclose(jit_loss, loss, rtol=1e-6)
+    assert set(jit_grads) == set(grads) and len(grads) > 40
+    for k, g in grads.items():
+        np.testing.assert_allclose(jit_grads[k].numpy(), g.numpy(), rtol=1e-4,
+                                   atol=1e-6 * float(g.abs().max()), err_msg=k)

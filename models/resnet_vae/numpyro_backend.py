@@ -43,8 +43,10 @@ def _float(x):
 
 @functools.lru_cache(maxsize=16)
 def _made(zdim: int, width: int, context: int, reverse: bool) -> MADE:
-    """A MADE for its masks (its own weights are not used); cached: building one compiles."""
-    return MADE(zdim, (width, width), context_dim=context, reverse=reverse)
+    """A MADE for its masks (its own weights are not used); cached: building one compiles. Built
+    eagerly even inside a trace (``sample_images`` under jit), so no tracer is cached."""
+    with jax.ensure_compile_time_eval():
+        return MADE(zdim, (width, width), context_dim=context, reverse=reverse)
 
 
 class NumPyroNets(Net):
@@ -126,6 +128,7 @@ class NumPyroResNetVAE(JitSVITraining):
         self._evaluate = jax.jit(self.svi.evaluate)
         self._logw = jax.jit(functools.partial(_log_weights, self.model, self.eval_guide))
         self._compiled = self._inspect = None
+        self._aot: dict = {}  # warmup: one compilation per minibatch shape
 
     @property
     def params(self) -> dict:

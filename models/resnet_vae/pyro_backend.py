@@ -1,16 +1,20 @@
 """The ResNet VAE in Pyro: the flat parameter dict as one ``nn.ParameterDict`` registered with
-``pyro.module``, ``Trace_ELBO().differentiable_loss`` and ``torch.optim.Adamax``."""
+``pyro.module``, ``torch.optim.Adamax``; training on ``JitTrace_ELBO`` (the ``Trace_ELBO`` loss traced
+once per batch shape by ``torch.jit``, as :mod:`models.vae.pyro_backend` trains), evaluation on
+``Trace_ELBO``."""
 
 from __future__ import annotations
 
 import functools
+import time
+import warnings
 
 import numpy as np
 import pyro
 import pyro.distributions as pd
 import pyro.poutine as poutine
 import torch
-from pyro.infer import Trace_ELBO
+from pyro.infer import JitTrace_ELBO, Trace_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
@@ -87,6 +91,8 @@ class PyroResNetVAE:
         self.eval_guide = bind(functools.partial(resnet_vae_guide, nets=self.nets), "pyro")
         self.optim = torch.optim.Adamax(self.nets.module.parameters(), lr=cfg.lr)
         self.elbo = Trace_ELBO()
+        self.train_elbo = JitTrace_ELBO(ignore_jit_warnings=True)  # traced in warmup, per batch shape
+        self._traced_shape: tuple | None = None
 
     def _tensor(self, x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x), dtype=torch.get_default_dtype())
@@ -95,16 +101,39 @@ class PyroResNetVAE:
     def params(self) -> dict:
         return dict(self.nets.module.p)
 
+    def claim_param_store(self) -> None:
+        """Point the param store's ``resnet_vae`` entries at this VAE's tensors (another VAE in this
+        process may have registered its own; a ``JitTrace_ELBO`` trace takes the store's)."""
+        store = pyro.get_param_store()
+        for key in [k for k in store.keys() if k.startswith(f"{PARAM}$$$")]:
+            del store[key]
+        self.nets.params()
+
     def warmup(self, xb) -> float:
-        return 0.0
+        """Trace the training loss (``JitTrace_ELBO``: the same loss and gradients as
+        ``Trace_ELBO``, without Pyro's Python per step) for minibatches shaped like ``xb``, without
+        drawing from the global RNG or changing the parameters; seconds."""
+        t0 = time.perf_counter()
+        if self._traced_shape not in (None, tuple(np.shape(xb))):  # a trace per batch shape
+            self.train_elbo = JitTrace_ELBO(ignore_jit_warnings=True)
+        self.claim_param_store()
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.trace` is deprecated", DeprecationWarning)
+            for _ in range(3):  # the first calls trace and profile the graph
+                self.train_elbo.loss_and_grads(self.model, self.guide, self._tensor(xb))
+        self.optim.zero_grad()
+        self._traced_shape = tuple(np.shape(xb))
+        return time.perf_counter() - t0
 
     def step(self, xb) -> float:
-        """One Adamax step on the minibatch ``xb [B, P]``; the loss (sum over the batch)."""
-        loss = self.elbo.differentiable_loss(self.model, self.guide, self._tensor(xb))
+        """One Adamax step on the minibatch ``xb [B, P]`` (traced loss); the loss (sum over the batch)."""
+        if self._traced_shape != tuple(np.shape(xb)):
+            self.warmup(xb)
+        self.claim_param_store()
         self.optim.zero_grad()
-        loss.backward()
+        loss = self.train_elbo.loss_and_grads(self.model, self.guide, self._tensor(xb))
         self.optim.step()
-        return loss.item()
+        return loss
 
     def train_epoch(self, batches: np.ndarray, progress=None) -> float:
         total = 0.0
