@@ -46,16 +46,19 @@ def test_subsampled_fit_matches_nuts(backend, logistic_small):
 
 
 def test_table_lists_every_row():
-    result = {"rows": [
+    result = {"machine": "cpu", "date": "today", "command": "python -m models.bench.large_data",
+              "load_start": "up 1 day, load average: 1.00, 2.00, 3.00", "load_end": "load 4.00", "rows": [
         {"model": "hier", "method": "nuts", "backend": "numpyro", "config": {"num_groups": 20},
          "seconds": 10.0, "warmup": 500, "samples": 1000, "leapfrog_per_draw": 7.0, "grad_ms": 0.5,
-         "divergences": 0, "accuracy": {"globals": {"coords": 4, "mean_pass": 4, "sd_pass": 3,
-                                                    "both_pass": 3, "max_abs_err": 0.05, "max_sd_dev": 0.12}}},
+         "divergences": 0, "accuracy": {"globals": {
+             "coords": 4, "mean_pass": 4, "sd_pass": 3, "both_pass": 3, "max_abs_err": 0.05,
+             "max_sd_dev": 0.12}}},
         {"model": "hier", "method": "vi", "backend": "pyro", "config": {"num_groups": 20}, "seconds": 2.5,
          "steps": 100, "batch": 5, "run_s": 2.5, "compile_s": None, "index_ms": 0.01, "epochs": 25.0,
          "accuracy": {}},
     ]}
     lines = L.table(result).splitlines()
-    assert len(lines) == 4
-    assert "| 4/4 means, 3/4 sds (worst 0.05 sd, 12%) |" in lines[2]
-    assert "| Pyro VI, 100 steps of 5 | 2.5 | - | 0.250 | 0.250 |" in lines[3]
+    assert len(lines) == 7
+    assert lines[1] == "Load (uptime) at the start: 1.00, 2.00, 3.00; at the end: load 4.00."
+    assert "| 4/4 means, 3/4 sds (worst 0.05 sd, 12%) |" in lines[5]
+    assert "| Pyro VI, 100 steps of 5 | 2.5 | - | 0.250 | 0.250 |" in lines[6]

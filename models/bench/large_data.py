@@ -11,15 +11,17 @@ group intercepts local, the encoder reading each group's ``y`` and ``x``); batch
 initial step size from ``SIZES`` (``--batch``, ``--steps``, ``--lr`` override). Adam with a step
 size decaying exponentially to ``--lr-end`` (1e-4), 1 particle: Pyro through ``pyro_iaf.fit``,
 NumPyro through ``numpyro_iaf.fit``'s compiled ``lax.scan`` chunks, compiled ahead so that the
-compilation is timed apart, and with the plate's indices drawn with replacement (NumPyro's CPU
-default draws them by a sequential scan; see :func:`indices_with_replacement`). Summary: means and sds of 4000 guide draws of every global and of
-the group effects, against the reference (``--reference``: NumPyro NUTS, ``--ref-chains`` x
-(``--ref-warmup`` + ``--ref-samples``) over the full data, stored in
-``docs/bench/large_data_reference.json``): a coordinate passes when ``|mean - ref mean| <= 0.1
-ref sd`` and ``|sd / ref sd - 1| <= 0.1``. Timing, in the same run: NumPyro NUTS to its own
-1000 draws (500 warm-up, one chain), the fits' wall time (compilation apart). The result JSON
-also records the machine and its load (``uptime``), and rewrites the table of
-``docs/benchmarks/large_data.md`` (``python docs/generate.py`` does the same from the JSON).
+compilation is timed apart, the plate's indices drawn with replacement (NumPyro's CPU default
+draws them by a sequential scan; see :func:`indices_with_replacement`).
+
+Accuracy: means and sds of 4000 guide draws of every global and of the group effects against
+the reference (``--reference``: NumPyro NUTS over the full data, ``--ref-chains`` x
+(``--ref-warmup`` + ``--ref-samples``), stored in ``docs/bench/large_data_reference.json``); a
+coordinate passes when ``|mean - ref mean| <= 0.1 ref sd`` and ``|sd / ref sd - 1| <= 0.1``.
+Time, in the same run: NumPyro NUTS to its own 1000 draws (500 warm-up, one chain) and the fits'
+wall time (set-up and compilation apart). The result JSON also records the machine and its load
+(``uptime``); the table of ``docs/benchmarks/large_data.md`` is rewritten from it (here, and by
+``python docs/generate.py``).
 """
 
 from __future__ import annotations
@@ -34,14 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
+from models.bench.large_data_report import GLOBALS, ROOT, accuracy, summarize, table, write_page
 from models.targets.large_data import FIT_KEYS, SIZES, hier_data, logistic_data
 
-ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "bench" / "large_data_reference.json"
-PAGE = ROOT / "docs" / "benchmarks" / "large_data.md"
-GLOBALS = {"logistic": ("alpha", "beta"),
-           "hier": ("intercept_loc", "intercept_scale", "noise_scale", "slope")}
-LOCALS = {"logistic": (), "hier": ("intercepts",)}
 
 
 # ---- data, configs ----------------------------------------------------------------------------
@@ -71,37 +69,6 @@ def data(model: str, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
 def ref_key(model: str, cfg: dict) -> str:
     """The key of ``model`` at these data arguments in the reference file."""
     return model + ":" + ",".join(f"{k}={v}" for k, v in sorted(cfg.items()) if k not in FIT_KEYS)
-
-
-def summarize(draws: dict, model: str) -> dict:
-    """``{"mean": {site: list}, "sd": {site: list}}`` of the draws ``{site: [S, ...]}`` (globals,
-    then the locals), flattened per site."""
-    out: dict = {"mean": {}, "sd": {}}
-    for name in GLOBALS[model] + LOCALS[model]:
-        d = np.asarray(draws[name], np.float64).reshape(len(draws[name]), -1)
-        out["mean"][name] = d.mean(0).tolist()
-        out["sd"][name] = d.std(0, ddof=1).tolist()
-    return out
-
-
-def accuracy(summary: dict, ref: dict) -> dict:
-    """Per group of sites (globals, locals): coordinates passing ``|err| <= 0.1`` (posterior sds)
-    and ``|sd ratio - 1| <= 0.1``, both, and the worst of each."""
-    out = {}
-    for model in GLOBALS:
-        if set(ref["mean"]) == set(GLOBALS[model] + LOCALS[model]):
-            break
-    for part, names in (("globals", GLOBALS[model]), ("locals", LOCALS[model])):
-        if not names:
-            continue
-        m, s = (np.concatenate([summary[k][n] for n in names]) for k in ("mean", "sd"))
-        rm, rs = (np.concatenate([ref[k][n] for n in names]) for k in ("mean", "sd"))
-        err, ratio = (m - rm) / rs, s / rs
-        ok_m, ok_s = np.abs(err) <= 0.1, np.abs(ratio - 1) <= 0.1
-        out[part] = {"coords": int(err.size), "mean_pass": int(ok_m.sum()), "sd_pass": int(ok_s.sum()),
-                     "both_pass": int((ok_m & ok_s).sum()), "max_abs_err": float(np.abs(err).max()),
-                     "max_sd_dev": float(np.abs(ratio - 1).max())}
-    return out
 
 
 # ---- NUTS (NumPyro) ---------------------------------------------------------------------------
@@ -251,7 +218,10 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     key = jax.random.PRNGKey(12345)
     extra = () if model == "logistic" else args
     draws = guide.sample_posterior(key, params, *extra, sample_shape=(num_draws,))
-    draw = jax.jit(lambda k: (_randint_indices if replace else _subsample_fn)(len(arrays[0]), batch, k))
+    # logistic: the model's plate draws (with replacement when ``replace``); hier: the guide's plate
+    # draws (NumPyro's default; the model replays its indices)
+    sampler = _randint_indices if (replace and model == "logistic") else _subsample_fn
+    draw = jax.jit(lambda k: sampler(len(arrays[0]), batch, k))
     return {"summary": summarize(jax.device_get(draws), model), "init_s": init_s, "compile_s": compile_s,
             "run_s": run_s, "steps": int(len(losses)), "final_loss": float(np.mean(losses[-100:])),
             "index_ms": _ms(lambda i: jax.block_until_ready(draw(jax.random.PRNGKey(i))))}
@@ -348,7 +318,8 @@ def grad_ms(model: str, arrays) -> float:
 def run(opts, models: list[str]) -> dict:
     """Fit every model with every backend and time NUTS, in one process; write ``opts.out``."""
     backends = ["numpyro", "pyro"] if opts.backend == "both" else [opts.backend]
-    result = {"machine": machine(), "load_start": uptime(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result = {"machine": machine(), "load_start": uptime(), "date": date,
               "command": "python -m models.bench.large_data " + " ".join(opts.argv), "rows": []}
     for model in models:
         cfg = config(model, opts.size, opts.rows if model == "logistic" else None)
@@ -370,7 +341,8 @@ def run(opts, models: list[str]) -> dict:
             kw = {"batch": batch, "steps": steps, "lr": lr, "lr_end": opts.lr_end}
             fit = fit_numpyro(model, arrays, **kw) if backend == "numpyro" else fit_pyro(model, arrays, **kw)
             row = {**common, "method": "vi", "backend": backend, "batch": batch, "lr": [lr, opts.lr_end],
-                   "epochs": steps * batch / N, "seconds": fit["run_s"] + (fit["compile_s"] or 0) + (fit["init_s"] or 0),
+                   "epochs": steps * batch / N,
+                   "seconds": fit["run_s"] + (fit["compile_s"] or 0) + (fit["init_s"] or 0),
                    **{k: v for k, v in fit.items() if k != "summary"},
                    "accuracy": accuracy(fit["summary"], ref)}
             result["rows"].append(row)
@@ -385,64 +357,12 @@ def run(opts, models: list[str]) -> dict:
     return result
 
 
-# ---- the table --------------------------------------------------------------------------------
-
-NAMES = {"pyro": "Pyro", "numpyro": "NumPyro"}
-
-
-def _passes(acc: dict | None, part: str) -> str:
-    a = (acc or {}).get(part)
-    if a is None:
-        return "-"
-    return (f"{a['mean_pass']}/{a['coords']} means, {a['sd_pass']}/{a['coords']} sds "
-            f"(worst {a['max_abs_err']:.2f} sd, {100 * a['max_sd_dev']:.0f}%)")
-
-
-def table(result: dict) -> str:
-    """The page's table: one line per model and method, NUTS first, times side by side (VI: the
-    steps' wall time, and the set-up plus compilation apart)."""
-    lines = ["| model | method | wall s | set-up + compile s | wall / NUTS | all / NUTS | where the time goes "
-             "| globals pass | group effects pass |", "|---|---|---|---|---|---|---|---|---|"]
-    for model in dict.fromkeys(r["model"] for r in result["rows"]):
-        rows = [r for r in result["rows"] if r["model"] == model]
-        nuts = next(r for r in rows if r["method"] == "nuts")
-        size = ", ".join(f"{k}={v:,}" for k, v in nuts["config"].items())
-        for r in rows:
-            if r["method"] == "nuts":
-                what = f"NumPyro NUTS, {r['warmup']} + {r['samples']} draws"
-                where = (f"{r['leapfrog_per_draw']:.1f} leapfrog steps a draw x {r['grad_ms']:.1f} ms a "
-                         f"full-data gradient; {r['divergences']} divergences")
-                cells = [f"{r['seconds']:.1f}", "(in wall)", "1", "1"]
-            else:
-                what = f"{NAMES[r['backend']]} VI, {r['steps']} steps of {r['batch']:,}"
-                setup = (r.get("init_s") or 0) + (r.get("compile_s") or 0)
-                where = (f"{1e3 * r['run_s'] / r['steps']:.1f} ms a step, of which index draw "
-                         f"{r['index_ms']:.2f} ms; {r['epochs']:.0f} epochs")
-                cells = [f"{r['run_s']:.1f}", f"{setup:.1f}" if setup else "-",
-                         f"{r['run_s'] / nuts['seconds']:.3f}", f"{(r['run_s'] + setup) / nuts['seconds']:.3f}"]
-            lines.append(f"| {model} ({size}) | {what} | " + " | ".join(cells) + f" | {where} | "
-                         f"{_passes(r['accuracy'], 'globals')} | {_passes(r['accuracy'], 'locals')} |")
-    return "\n".join(lines)
-
-
-def table_from_file(path: str | Path = ROOT / "docs" / "bench" / "large_data.json") -> str:
-    return table(json.loads(Path(path).read_text()))
-
-
-def write_page(page: Path = PAGE) -> None:
-    """Rewrite the ``<!-- generated: large_data -->`` block of ``page`` from the result JSON."""
-    import re
-
-    text = page.read_text()
-    block = re.compile(r"(<!-- generated: large_data -->\n)(.*?)(<!-- end generated -->)", re.S)
-    page.write_text(block.sub(lambda m: m.group(1) + table_from_file() + "\n" + m.group(3), text))
-
-
 # ---- the command ------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["logistic", "hier", "both"], default="both")
     parser.add_argument("--backend", choices=["numpyro", "pyro", "both"], default="both")
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
