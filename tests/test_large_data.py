@@ -33,7 +33,7 @@ def test_config_and_reference_errors():
 def test_subsampled_fit_matches_nuts(backend, logistic_small):
     """400 steps of 500 of the 2000 rows (100 epochs), Adam 1e-2 -> 1e-3: every posterior mean
     within 0.5 NUTS sd and every sd within 50% (the benchmark's 0.1 / 10% is for its full budget;
-    at this one, seed 0 gave 0.25-0.3 sd and 14-40%). The likelihood must be scaled by N / B:
+    trial runs at 400-500 steps gave up to 0.3 sd and 40%). The likelihood must be scaled by N / B:
     unscaled, the sds come out twice too wide."""
     cfg, arrays, ref = logistic_small
     fit = L.fit_numpyro if backend.name == "numpyro" else L.fit_pyro
