@@ -9,7 +9,8 @@ The result files live in ``docs/bench/``: ``cells.json`` and ``timing.json`` (wr
 models.compare``), ``stl_cost.json`` (``python -m models.bench.stl_cost``), ``amortized.json``
 (the slow exact-evidence test of ``tests/test_amortized.py`` run with ``IAF_BENCH_OUT=DIR``) and
 ``resnet_vae_step.json`` (``python -m models.bench.resnet_vae_step``; ``--resnet-vae-step DIR``
-takes a new run's file whole). ``--compare``, ``--cells``, ``--stl-cost`` and ``--amortized``
+takes a new run's file whole) and
+``large_data.json`` (``python -m models.bench.large_data``, which also rewrites its page). ``--compare``, ``--cells``, ``--stl-cost`` and ``--amortized``
 first merge a new run's files into them: a row of the new run replaces the row of the same model,
 backend and guide (cell: backend, budget, D, guide, seed).
 
@@ -291,6 +292,14 @@ def table_resnet_vae_step() -> str:
     return "\n".join(lines)
 
 
+def table_large_data() -> str:
+    """The large-data benchmark's table (``models.bench.large_data_report.table``)."""
+    sys.path.insert(0, str(ROOT))
+    from models.bench.large_data_report import table
+
+    return table(_load("large_data.json"))
+
+
 def _mean(xs: list[float | None]) -> float:
     return float("nan") if any(x is None for x in xs) else sum(xs) / len(xs)
 
@@ -305,6 +314,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "compare_full": table_compare_full,
     "stl_cost": table_stl_cost,
     "resnet_vae_step": table_resnet_vae_step,
+    "large_data": table_large_data,
 }
 
 

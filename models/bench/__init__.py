@@ -6,5 +6,6 @@
 - ``parallel``: data-parallel SVI speed-up over devices.
 - ``synthesis``: sampling speed of the ResNet VAE vs a PixelCNN.
 - ``smoke_accelerator``: a short end-to-end check on a GPU/TPU.
+- ``large_data``: subsampled VI against NumPyro NUTS on a large logistic regression and hierarchy.
 - ``stl_cost``: ms/step of ``AutoIAFNormal`` with and without the path-derivative gradient.
 """

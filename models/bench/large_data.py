@@ -1,0 +1,396 @@
+"""Large data, where VI should beat NUTS (issue 23): subsampled VI against NumPyro NUTS.
+
+    python -m models.bench.large_data --model logistic|hier|both --backend numpyro|pyro|both \
+        [--size small|full] [--rows N] [--steps S] [--out docs/bench/large_data.json]
+    python -m models.bench.large_data --reference --model logistic|hier [--size ...] [--rows N]
+
+Models: :mod:`models.targets.large_data` (``logistic``: N rows x F features; ``hier``: J groups
+of K rows), simulated with seed 0, fitted through ``plate(..., subsample_size=batch)``:
+``AutoIAFNormal`` for ``logistic`` (all latents global), ``AutoAmortizedIAF`` for ``hier`` (the
+group intercepts local, the encoder reading each group's ``y`` and ``x``); batch, steps and
+initial step size from ``SIZES`` (``--batch``, ``--steps``, ``--lr`` override). Adam with a step
+size decaying exponentially to ``--lr-end`` (1e-4), 1 particle: Pyro through ``pyro_iaf.fit``,
+NumPyro through ``numpyro_iaf.fit``'s compiled ``lax.scan`` chunks, compiled ahead so that the
+compilation is timed apart, the plate's indices drawn with replacement (NumPyro's CPU default
+draws them by a sequential scan; see :func:`indices_with_replacement`).
+
+Accuracy: means and sds of 4000 guide draws of every global and of the group effects against
+the reference (``--reference``: NumPyro NUTS over the full data, ``--ref-chains`` x
+(``--ref-warmup`` + ``--ref-samples``), stored in ``docs/bench/large_data_reference.json``); a
+coordinate passes when ``|mean - ref mean| <= 0.1 ref sd`` and ``|sd / ref sd - 1| <= 0.1``.
+Time, in the same run: NumPyro NUTS to its own 1000 draws (500 warm-up, one chain) and the fits'
+wall time (set-up and compilation apart). The result JSON also records the machine and its load
+(``uptime``); the table of ``docs/benchmarks/large_data.md`` is rewritten from it (here, and by
+``python docs/generate.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.bench.large_data_report import GLOBALS, ROOT, accuracy, summarize, table, write_page
+from models.targets.large_data import FIT_KEYS, SIZES, hier_data, logistic_data
+
+REFERENCE = ROOT / "docs" / "bench" / "large_data_reference.json"
+
+
+# ---- data, configs ----------------------------------------------------------------------------
+
+
+def config(model: str, size: str, rows: int | None = None) -> dict:
+    """The data arguments and fit settings (``FIT_KEYS``) of ``model`` at ``size``; ``rows``
+    overrides N (logistic)."""
+    if model not in SIZES[size]:
+        raise ValueError(f"Unknown model {model!r}; expected one of {sorted(SIZES[size])}")
+    cfg = dict(SIZES[size][model])
+    if rows is not None:
+        if model != "logistic":
+            raise ValueError("--rows applies to --model logistic only (hier: J groups of K rows)")
+        cfg["num_rows"] = int(rows)
+    cfg["batch"] = min(cfg["batch"], cfg.get("num_rows", cfg.get("num_groups", 0)))
+    return cfg
+
+
+def data(model: str, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` for logistic, ``(x, y)`` for hier (float32 NumPy arrays, seed 0)."""
+    if model == "logistic":
+        return logistic_data(cfg["num_rows"], cfg["num_features"])
+    return hier_data(cfg["num_groups"], cfg["group_size"])
+
+
+def ref_key(model: str, cfg: dict) -> str:
+    """The key of ``model`` at these data arguments in the reference file."""
+    return model + ":" + ",".join(f"{k}={v}" for k, v in sorted(cfg.items()) if k not in FIT_KEYS)
+
+
+# ---- NUTS (NumPyro) ---------------------------------------------------------------------------
+
+
+def run_nuts(model: str, arrays, *, warmup: int, samples: int, chains: int = 1, seed: int = 0) -> dict:
+    """NumPyro NUTS on the full data (no subsampling), chains one after another.
+
+    Returns ``{"draws": {site: [chains * samples, ...]}, "seconds": wall time to the last draw
+    (compilation included), "divergences", "min_ess", "max_rhat"}``.
+    """
+    import jax
+    import jax.numpy as jnp
+    from numpyro.diagnostics import summary
+    from numpyro.infer import MCMC, NUTS
+
+    from models.api import bind
+    from models.targets.large_data import hier_model, logistic_model
+
+    fn = bind(logistic_model if model == "logistic" else hier_model, "numpyro")
+    args = tuple(jnp.asarray(a) for a in arrays)
+    mcmc = MCMC(NUTS(fn), num_warmup=warmup, num_samples=samples, num_chains=chains,
+                chain_method="sequential", progress_bar=False)
+    start = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=("diverging", "num_steps"))
+    draws = mcmc.get_samples(group_by_chain=True)
+    jax.block_until_ready(draws)
+    seconds = time.perf_counter() - start
+    stats = summary(jax.device_get(draws), group_by_chain=True)
+    return {
+        "draws": {k: np.asarray(v).reshape(-1, *v.shape[2:]) for k, v in draws.items()},
+        "seconds": seconds,
+        "divergences": int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum()),
+        "leapfrog_per_draw": float(np.asarray(mcmc.get_extra_fields()["num_steps"]).mean()),
+        "min_ess": float(min(np.min(s["n_eff"]) for s in stats.values())),
+        "max_rhat": float(max(np.max(s["r_hat"]) for s in stats.values())) if chains > 1 else None,
+    }
+
+
+def load_reference(model: str, cfg: dict) -> dict:
+    """The stored reference summary of ``model`` at ``cfg`` (``--reference`` makes it)."""
+    refs = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
+    key = ref_key(model, cfg)
+    if key not in refs:
+        raise ValueError(f"No NUTS reference for {key} in {REFERENCE}; make it with `python -m "
+                         f"models.bench.large_data --reference --model {model} ...` at the same size")
+    return refs[key]
+
+
+def make_reference(model: str, cfg: dict, *, warmup: int, samples: int, chains: int) -> dict:
+    """Run the long NUTS reference and store its summary under :func:`ref_key`."""
+    nuts = run_nuts(model, data(model, cfg), warmup=warmup, samples=samples, chains=chains, seed=1)
+    ref = summarize(nuts["draws"], model)
+    ref["info"] = {"warmup": warmup, "samples": samples, "chains": chains, "dtype": "float32",
+                   "seconds": round(nuts["seconds"], 1), "divergences": nuts["divergences"],
+                   "min_ess": round(nuts["min_ess"], 1), "max_rhat": nuts["max_rhat"],
+                   "load": uptime(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    refs = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
+    refs[ref_key(model, cfg)] = _rounded(ref)
+    REFERENCE.write_text(json.dumps(refs, indent=1, sort_keys=True) + "\n")
+    return ref
+
+
+def _rounded(x):
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return float(f"{x:.6g}") if isinstance(x, float) else x
+
+
+# ---- VI --------------------------------------------------------------------------------------
+
+NUM_DRAWS = 4000
+
+
+def _randint_indices(size: int, subsample_size: int, rng_key=None):
+    import jax
+
+    return jax.random.randint(rng_key, (subsample_size,), 0, size)
+
+
+def indices_with_replacement(fn):
+    """NumPyro: ``fn`` with each of its subsampled plates drawing its indices with replacement
+    (``jax.random.randint``) instead of NumPyro's CPU default, a Fisher-Yates scan of
+    ``subsample_size`` sequential steps over ``arange(N)`` (its cost: ``index_ms`` in the JSON)."""
+    from numpyro.primitives import Messenger
+
+    class _WithReplacement(Messenger):
+        def process_message(self, msg):
+            if msg["type"] == "plate" and msg["value"] is None:
+                msg["fn"] = _randint_indices
+
+    return _WithReplacement(fn)
+
+
+def _guide(model: str, fn, backend: str):
+    """``AutoIAFNormal`` (logistic) or ``AutoAmortizedIAF`` reading each group's ``y, x`` (hier)."""
+    from models.api import bind
+    from models.targets.large_data import hier_encoder_input
+
+    pkg = __import__("pyro_iaf" if backend == "pyro" else "numpyro_iaf")
+    if model == "logistic":
+        return pkg.AutoIAFNormal(fn)
+    return pkg.AutoAmortizedIAF(fn, encoder_input_fn=bind(hier_encoder_input, backend))
+
+
+def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: float,
+                seed: int = 0, replace: bool = True, num_draws: int = NUM_DRAWS) -> dict:
+    """Subsampled SVI in NumPyro: ``fit``'s compiled chunks of ``numpyro_iaf.fit.CHUNK`` steps,
+    compiled ahead (``compile_s``) and run (``run_s``); ``summary`` of ``num_draws`` draws."""
+    import jax
+    import jax.numpy as jnp
+    import numpyro
+    from jax.example_libraries.optimizers import exponential_decay
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.primitives import _subsample_fn
+
+    from models.api import bind
+    from models.targets.large_data import hier_model, logistic_model
+    from numpyro_iaf.fit import CHUNK
+
+    fn = bind(logistic_model if model == "logistic" else hier_model, "numpyro")
+    fn = indices_with_replacement(fn) if replace else fn
+    args = tuple(jnp.asarray(a) for a in arrays)
+    guide = _guide(model, fn, "numpyro")
+    optim = numpyro.optim.Adam(exponential_decay(lr, steps, lr_end / lr))
+    svi = SVI(fn, guide, optim, Trace_ELBO())
+    start = time.perf_counter()
+    state = svi.init(jax.random.PRNGKey(seed), *args, subsample_size=batch)
+    init_s = time.perf_counter() - start
+
+    def chunk(state):
+        return jax.lax.scan(lambda s, _: svi.update(s, *args, subsample_size=batch), state, None, CHUNK)
+
+    start = time.perf_counter()
+    compiled = jax.jit(chunk).lower(state).compile()
+    compile_s = time.perf_counter() - start
+    losses = []
+    start = time.perf_counter()
+    for _ in range(-(-steps // CHUNK)):
+        state, values = compiled(state)
+        losses.append(values)
+    losses = np.concatenate(jax.device_get(losses))
+    run_s = time.perf_counter() - start
+    params = svi.get_params(state)
+    key = jax.random.PRNGKey(12345)
+    extra = () if model == "logistic" else args
+    draws = guide.sample_posterior(key, params, *extra, sample_shape=(num_draws,))
+    # logistic: the model's plate draws (with replacement when ``replace``); hier: the guide's plate
+    # draws (NumPyro's default; the model replays its indices)
+    sampler = _randint_indices if (replace and model == "logistic") else _subsample_fn
+    draw = jax.jit(lambda k: sampler(len(arrays[0]), batch, k))
+    return {"summary": summarize(jax.device_get(draws), model), "init_s": init_s, "compile_s": compile_s,
+            "run_s": run_s, "steps": int(len(losses)), "final_loss": float(np.mean(losses[-100:])),
+            "index_ms": _ms(lambda i: jax.block_until_ready(draw(jax.random.PRNGKey(i))))}
+
+
+def fit_pyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: float,
+             seed: int = 0, num_draws: int = NUM_DRAWS) -> dict:
+    """Subsampled SVI in Pyro: ``pyro_iaf.fit`` with ``ClippedAdam`` (``lrd`` per step, no
+    clipping: Adam with a decay), eager (``run_s`` includes the guide's set-up)."""
+    import pyro
+    import torch
+
+    from models.api import bind
+    from models.targets.large_data import hier_model, logistic_model
+    from pyro_iaf import fit
+
+    torch.set_num_threads(1)
+    pyro.clear_param_store()
+    fn = bind(logistic_model if model == "logistic" else hier_model, "pyro")
+    args = tuple(torch.as_tensor(a) for a in arrays)
+    guide = _guide(model, fn, "pyro")
+    optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_end / lr) ** (1 / steps), "clip_norm": float("inf")})
+    start = time.perf_counter()
+    result = fit(fn, guide, *args, subsample_size=batch, optim=optim, num_steps=steps, seed=seed,
+                 progress_bar=False)
+    run_s = time.perf_counter() - start
+    with torch.no_grad():
+        extra = () if model == "logistic" else args
+        draws = guide.sample_posterior(num_draws, *extra, seed=12345)
+    N = len(arrays[0])
+    return {"summary": summarize({k: v.numpy() for k, v in draws.items()}, model), "init_s": None,
+            "compile_s": None, "run_s": run_s, "steps": len(result.losses),
+            "final_loss": float(np.mean(result.losses[-100:])),
+            "index_ms": _ms(lambda i: torch.randperm(N)[:batch])}
+
+
+def _ms(fn, repeats: int = 20) -> float:
+    """Median milliseconds of ``fn(i)`` over ``repeats`` calls (after one warm call)."""
+    fn(0)
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn(i + 1)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+# ---- the machine ------------------------------------------------------------------------------
+
+
+def uptime() -> str:
+    """``uptime``'s load averages (1, 5, 15 minutes)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+# ---- one run: NUTS timing and the fits, side by side -------------------------------------------
+
+
+def grad_ms(model: str, arrays) -> float:
+    """Milliseconds of one full-data gradient of the log joint in NumPyro (what NUTS pays per
+    leapfrog step), at the prior median."""
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer.util import log_density
+
+    from models.api import bind
+    from models.targets.large_data import hier_model, logistic_model
+
+    fn = bind(logistic_model if model == "logistic" else hier_model, "numpyro")
+    args = tuple(jnp.asarray(a) for a in arrays)
+    if model == "logistic":
+        point = {"alpha": jnp.zeros(()), "beta": jnp.zeros(arrays[0].shape[1])}
+    else:
+        point = {k: jnp.ones(()) for k in GLOBALS["hier"]} | {"intercepts": jnp.ones(arrays[0].shape[0])}
+    grad = jax.jit(jax.grad(lambda v: log_density(fn, args, {}, v)[0]))
+    return _ms(lambda i: jax.block_until_ready(grad(point)))
+
+
+def run(opts, models: list[str]) -> dict:
+    """Fit every model with every backend and time NUTS, in one process; write ``opts.out``."""
+    backends = ["numpyro", "pyro"] if opts.backend == "both" else [opts.backend]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result = {"machine": machine(), "load_start": uptime(), "date": date,
+              "command": "python -m models.bench.large_data " + " ".join(opts.argv), "rows": []}
+    for model in models:
+        cfg = config(model, opts.size, opts.rows if model == "logistic" else None)
+        batch, steps, lr = opts.batch or cfg["batch"], opts.steps or cfg["steps"], opts.lr or cfg["lr"]
+        ref = load_reference(model, cfg)
+        arrays = data(model, cfg)
+        N = len(arrays[0])
+        nuts = run_nuts(model, arrays, warmup=opts.nuts_warmup, samples=opts.nuts_samples)
+        common = {"model": model, "config": {k: v for k, v in cfg.items() if k not in FIT_KEYS},
+                  "reference": ref["info"]}
+        row = {**common, "method": "nuts", "backend": "numpyro", "seconds": nuts["seconds"],
+               "warmup": opts.nuts_warmup, "samples": opts.nuts_samples, "divergences": nuts["divergences"],
+               "min_ess": nuts["min_ess"], "leapfrog_per_draw": nuts["leapfrog_per_draw"],
+               "grad_ms": grad_ms(model, arrays),
+               "accuracy": accuracy(summarize(nuts["draws"], model), ref)}
+        result["rows"].append(row)
+        print(json.dumps(row), flush=True)
+        for backend in backends:
+            kw = {"batch": batch, "steps": steps, "lr": lr, "lr_end": opts.lr_end}
+            fit = fit_numpyro(model, arrays, **kw) if backend == "numpyro" else fit_pyro(model, arrays, **kw)
+            row = {**common, "method": "vi", "backend": backend, "batch": batch, "lr": [lr, opts.lr_end],
+                   "epochs": steps * batch / N,
+                   "seconds": fit["run_s"] + (fit["compile_s"] or 0) + (fit["init_s"] or 0),
+                   **{k: v for k, v in fit.items() if k != "summary"},
+                   "accuracy": accuracy(fit["summary"], ref)}
+            result["rows"].append(row)
+            print(json.dumps(row), flush=True)
+    result["load_end"] = uptime()
+    out = Path(opts.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_rounded(result), indent=1) + "\n")
+    if not opts.no_page and out.resolve() == (ROOT / "docs" / "bench" / "large_data.json").resolve():
+        write_page()
+    print(table(result))
+    return result
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["logistic", "hier", "both"], default="both")
+    parser.add_argument("--backend", choices=["numpyro", "pyro", "both"], default="both")
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--rows", type=int, default=None, help="N of logistic (default: the size's)")
+    parser.add_argument("--steps", type=int, default=None, help="SVI steps (default: the size's)")
+    parser.add_argument("--batch", type=int, default=None, help="rows (logistic) / groups (hier) a step")
+    parser.add_argument("--lr", type=float, default=None, help="initial Adam step (default: the size's)")
+    parser.add_argument("--lr-end", type=float, default=1e-4)
+    parser.add_argument("--nuts-warmup", type=int, default=500)
+    parser.add_argument("--nuts-samples", type=int, default=1000)
+    parser.add_argument("--reference", action="store_true", help="make the NUTS reference and stop")
+    parser.add_argument("--ref-warmup", type=int, default=1000)
+    parser.add_argument("--ref-samples", type=int, default=3000)
+    parser.add_argument("--ref-chains", type=int, default=1)
+    parser.add_argument("--out", default="docs/bench/large_data.json")
+    parser.add_argument("--no-page", action="store_true", help="do not rewrite the docs page")
+    opts = parser.parse_args(argv)
+    opts.argv = list(argv) if argv is not None else __import__("sys").argv[1:]
+    models = ["logistic", "hier"] if opts.model == "both" else [opts.model]
+    if opts.reference:
+        for model in models:
+            cfg = config(model, opts.size, opts.rows if model == "logistic" else None)
+            ref = make_reference(model, cfg, warmup=opts.ref_warmup, samples=opts.ref_samples,
+                                 chains=opts.ref_chains)
+            print(ref_key(model, cfg), json.dumps(ref["info"]), flush=True)
+        return
+    run(opts, models)
+
+
+if __name__ == "__main__":
+    main()

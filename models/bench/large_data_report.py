@@ -1,0 +1,111 @@
+"""The large-data benchmark's summaries, accuracy counts and table (``models.bench.large_data``).
+
+``summarize`` reduces draws to per-site means and sds; ``accuracy`` counts the coordinates within
+0.1 reference sd (means) and 10% (sds); ``table`` is the docs page's table, written from the
+result JSON by the command and by ``docs/generate.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULT = ROOT / "docs" / "bench" / "large_data.json"
+PAGE = ROOT / "docs" / "benchmarks" / "large_data.md"
+GLOBALS = {"logistic": ("alpha", "beta"),
+           "hier": ("intercept_loc", "intercept_scale", "noise_scale", "slope")}
+LOCALS = {"logistic": (), "hier": ("intercepts",)}
+NAMES = {"pyro": "Pyro", "numpyro": "NumPyro"}
+
+
+def summarize(draws: dict, model: str) -> dict:
+    """``{"mean": {site: list}, "sd": {site: list}}`` of the draws ``{site: [S, ...]}`` (globals,
+    then the locals), flattened per site."""
+    out: dict = {"mean": {}, "sd": {}}
+    for name in GLOBALS[model] + LOCALS[model]:
+        d = np.asarray(draws[name], np.float64).reshape(len(draws[name]), -1)
+        out["mean"][name] = d.mean(0).tolist()
+        out["sd"][name] = d.std(0, ddof=1).tolist()
+    return out
+
+
+def accuracy(summary: dict, ref: dict) -> dict:
+    """Per group of sites (globals, locals): coordinates passing ``|err| <= 0.1`` (posterior sds)
+    and ``|sd ratio - 1| <= 0.1``, both, and the worst of each."""
+    out = {}
+    for model in GLOBALS:
+        if set(ref["mean"]) == set(GLOBALS[model] + LOCALS[model]):
+            break
+    for part, names in (("globals", GLOBALS[model]), ("locals", LOCALS[model])):
+        if not names:
+            continue
+        m, s = (np.concatenate([summary[k][n] for n in names]) for k in ("mean", "sd"))
+        rm, rs = (np.concatenate([ref[k][n] for n in names]) for k in ("mean", "sd"))
+        err, ratio = (m - rm) / rs, s / rs
+        ok_m, ok_s = np.abs(err) <= 0.1, np.abs(ratio - 1) <= 0.1
+        out[part] = {"coords": int(err.size), "mean_pass": int(ok_m.sum()), "sd_pass": int(ok_s.sum()),
+                     "both_pass": int((ok_m & ok_s).sum()), "max_abs_err": float(np.abs(err).max()),
+                     "max_sd_dev": float(np.abs(ratio - 1).max())}
+    return out
+
+
+NAMES = {"pyro": "Pyro", "numpyro": "NumPyro"}
+
+
+def _passes(acc: dict | None, part: str) -> str:
+    a = (acc or {}).get(part)
+    if a is None:
+        return "-"
+    return (f"{a['mean_pass']}/{a['coords']} means, {a['sd_pass']}/{a['coords']} sds "
+            f"(worst {a['max_abs_err']:.2f} sd, {100 * a['max_sd_dev']:.0f}%)")
+
+
+def table(result: dict) -> str:
+    """The page's table: one line per model and method, NUTS first, times side by side (VI: the
+    steps' wall time, and the set-up plus compilation apart)."""
+    lines = [f"Machine: {result['machine']}; run {result['date']}, command `{result['command']}`.",
+             f"Load (uptime) at the start: {_load(result['load_start'])}; at the end: "
+             f"{_load(result['load_end'])}.", "",
+             "| model | method | wall s | set-up + compile s | wall / NUTS | all / NUTS "
+             "| where the time goes | globals pass | group effects pass |", "|---" * 9 + "|"]
+    for model in dict.fromkeys(r["model"] for r in result["rows"]):
+        rows = [r for r in result["rows"] if r["model"] == model]
+        nuts = next(r for r in rows if r["method"] == "nuts")
+        size = ", ".join(f"{k}={v:,}" for k, v in nuts["config"].items())
+        for r in rows:
+            if r["method"] == "nuts":
+                what = f"NumPyro NUTS, {r['warmup']} + {r['samples']} draws"
+                where = (f"{r['leapfrog_per_draw']:.1f} leapfrog steps a draw x {r['grad_ms']:.1f} ms a "
+                         f"full-data gradient; {r['divergences']} divergences")
+                cells = [f"{r['seconds']:.1f}", "(in wall)", "1", "1"]
+            else:
+                what = f"{NAMES[r['backend']]} VI, {r['steps']} steps of {r['batch']:,}"
+                setup = (r.get("init_s") or 0) + (r.get("compile_s") or 0)
+                where = (f"{1e3 * r['run_s'] / r['steps']:.1f} ms a step, of which index draw "
+                         f"{r['index_ms']:.2f} ms; {r['epochs']:.0f} epochs")
+                total = r["run_s"] + setup
+                cells = [f"{r['run_s']:.1f}", f"{setup:.1f}" if setup else "-",
+                         f"{r['run_s'] / nuts['seconds']:.3f}", f"{total / nuts['seconds']:.3f}"]
+            lines.append(f"| {model} ({size}) | {what} | " + " | ".join(cells) + f" | {where} | "
+                         f"{_passes(r['accuracy'], 'globals')} | {_passes(r['accuracy'], 'locals')} |")
+    return "\n".join(lines)
+
+
+def _load(uptime: str) -> str:
+    """The load averages of an ``uptime`` line ("load average: 1.0, 2.0, 3.0" -> "1.0, 2.0, 3.0")."""
+    return uptime.split("load average:")[-1].strip()
+
+
+def table_from_file(path: str | Path = RESULT) -> str:
+    return table(json.loads(Path(path).read_text()))
+
+
+def write_page(page: Path = PAGE) -> None:
+    """Rewrite the ``<!-- generated: large_data -->`` block of ``page`` from the result JSON."""
+    text = page.read_text()
+    block = re.compile(r"(<!-- generated: large_data -->\n)(.*?)(<!-- end generated -->)", re.S)
+    page.write_text(block.sub(lambda m: m.group(1) + table_from_file() + "\n" + m.group(3), text))
