@@ -10,7 +10,8 @@ models.compare``), ``stl_cost.json`` (``python -m models.bench.stl_cost``), ``am
 (the slow exact-evidence test of ``tests/test_amortized.py`` run with ``IAF_BENCH_OUT=DIR``) and
 ``resnet_vae_step.json`` (``python -m models.bench.resnet_vae_step``; ``--resnet-vae-step DIR``
 takes a new run's file whole) and
-``large_data.json`` (``python -m models.bench.large_data``, which also rewrites its page). ``--compare``, ``--cells``, ``--stl-cost`` and ``--amortized``
+``large_data.json`` (``python -m models.bench.large_data``, which also rewrites its page).
+``--compare``, ``--cells``, ``--stl-cost`` and ``--amortized``
 first merge a new run's files into them: a row of the new run replaces the row of the same model,
 backend and guide (cell: backend, budget, D, guide, seed).
 
