@@ -68,7 +68,8 @@ def _pyro_timer(D: int, stl: bool, particles: int) -> Callable[[], float]:
     torch.set_num_threads(1)
     spec = get_model("linear_gaussian", backend="pyro", D=D)
     # its own prefix: the plain and the STL guide share the param store without clashing
-    guide = pyro_iaf.AutoIAFNormal(spec.model, stl=stl, num_flows=1, gated=False, prefix=f"g{D}_{particles}_{int(stl)}")
+    guide = pyro_iaf.AutoIAFNormal(spec.model, stl=stl, num_flows=1, gated=False,
+                                   prefix=f"g{D}_{particles}_{int(stl)}")
     elbo = Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1)
     svi = SVI(spec.model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
     pyro.set_rng_seed(0)
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python -m models.bench.stl_cost " + " ".join(argv or []),
         "machine": f"{platform.machine()} ({os.cpu_count()} cores)",
         "load_at_start": round(os.getloadavg()[0], 1),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _commit(),
         "label": args.label,
     }
