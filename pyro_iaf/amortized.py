@@ -158,12 +158,14 @@ class MLPEncoder(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
         for layer, fan_in in zip(self.hidden, widths):
             with torch.no_grad():
-                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) / math.sqrt(fan_in))
+                draw = torch.randn(layer.weight.shape, generator=g, device=g.device)
+                layer.weight.copy_(draw / math.sqrt(fan_in))
                 layer.bias.zero_()
         self.out = nn.Linear(widths[-1], 2 * latent_dim + context_dim)
         self.skip = nn.Linear(input_dim, latent_dim, bias=False)
         with torch.no_grad():
-            self.out.weight.copy_(torch.randn(self.out.weight.shape, generator=g) / math.sqrt(widths[-1]))
+            draw = torch.randn(self.out.weight.shape, generator=g, device=g.device)
+            self.out.weight.copy_(draw / math.sqrt(widths[-1]))
             self.out.weight[: 2 * latent_dim] *= 0.01
             sigma_bias = math.log(math.expm1(init_sigma))  # softplus^-1
             self.out.bias.copy_(

@@ -16,7 +16,10 @@ __all__ = ["MADE"]
 
 
 def _normal(shape: tuple[int, ...], std: float, generator: torch.Generator) -> torch.Tensor:
-    return torch.randn(shape, generator=generator) * std
+    """Normal draws from ``generator``'s device (the CPU: the same numbers on every machine),
+    placed on torch's default device (``torch.set_default_device("cuda")`` works)."""
+    draw = torch.randn(shape, generator=generator, device=generator.device) * std
+    return draw.to(torch.get_default_device())
 
 
 class MADE(nn.Module):
