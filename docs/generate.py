@@ -108,7 +108,8 @@ def value(key: str) -> str:
     ``best/BACKEND/GUIDE[/A+B]``: models where GUIDE's ELBO is the best (of all guides, or of
     GUIDE, A and B); ``khat_above/BACKEND/GUIDE/T``: models where its k-hat exceeds T;
     ``models``: models in the comparison; ``stl/BACKEND/D/ratio``: the STL step's cost;
-    ``amortized/BACKEND/PATTERN/gap|gap_autonormal``: ELBO - log Z of the amortized guide's check."""
+    ``amortized/BACKEND/PATTERN/gap|gap_autonormal``: ELBO - log Z of the amortized guide's check;
+    ``gpu/RUN/FIELD[/DIGITS]``: a field of a lent-GPU ResNet VAE run."""
     kind, *args = key.split("/")
     if kind in ("gap", "seeds"):
         backend, budget, D, guide = args
@@ -141,6 +142,10 @@ def value(key: str) -> str:
         backend, D, _ = args
         row = next(r for r in _load("stl_cost.json")["rows"] if (r["backend"], r["D"]) == (backend, int(D)))
         return f"{row['ratio']:.1f}x"
+    if kind == "gpu":  # gpu/RUN/FIELD[/DIGITS]: a field of a lent-GPU training run (gpu.json)
+        run, field, *digits = args
+        x = _load("gpu.json")["runs"][run][field]
+        return f"{x:.{int(digits[0]) if digits else 2}f}"
     raise KeyError(f"unknown value {key!r}")
 
 
@@ -301,6 +306,58 @@ def table_large_data() -> str:
     return table(_load("large_data.json"))
 
 
+def table_gpu_resnet_vae() -> str:
+    """The lent-GPU runs of the ResNet VAE (``docs/bench/gpu.json``, ``models.bench.device_report``)."""
+    d = _load("gpu.json")
+    m = d["machine"]
+    lines = ["| run | posterior | parameters | steps (batch) | epochs | train min | test ELBO | "
+             "test log p(x) (IS) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in d["runs"].items():
+        c = r["config"]
+        post = f"IAF ({c['flows']} step)" if c["flows"] else "diagonal"
+        lines.append(
+            f"| `{name}` (depth {c['depth']}x{c['stages']}, hidden {c['hidden']}, zdim {c['zdim']}) | {post} "
+            f"| {r['params']:,} | {r['steps']:,} ({c['batch_size']}) | {r['epochs']:.1f} "
+            f"| {r['train_seconds'] / 60:.1f} | {r['test_elbo']:.2f} ± {r['test_elbo_se']:.2f} "
+            f"| **{r['test_log_likelihood']:.2f}** ± {r['test_log_likelihood_se']:.2f} |")
+    r0 = next(iter(d["runs"].values()))
+    lines.append(
+        f"\n{m['gpu']} ({m['memory_mib']} MiB, driver {m['driver']}), jax {m['versions']['jax']}, numpyro "
+        f"{m['versions']['numpyro']}; {m['started']} to {m['ended']}; {d['note']}. Test set: all "
+        f"{r0['test_images']:,} images, IS with {r0['is_samples']} draws, ± one standard error over images. "
+        f"Command: `{d['command']}`.")
+    return "\n".join(lines)
+
+
+def table_gpu_smoke() -> str:
+    """``models.bench.smoke_accelerator`` on the lent GPU (``docs/bench/gpu.json``)."""
+    d = _load("gpu.json")
+    lines = ["| backend | case | device | compile (s) | ms/step | last loss | finite |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for r in d["smoke"]:
+        lines.append(f"| {NAMES[r['backend']]} | {r['case']} | {r['device']} | {r['compile_s']:.2f} "
+                     f"| {r['ms_per_step']:.2f} | {r['last_loss']:.2f} | {r['finite']} |")
+    return "\n".join(lines)
+
+
+def table_gpu_resnet_vae_step() -> str:
+    """``models.bench.resnet_vae_step`` (NumPyro) on the lent GPU (``docs/bench/gpu.json``)."""
+    s = _load("gpu.json")["resnet_vae_step"]
+    lines = ["| backend | ours ms/step | plain ms/step | ours / plain (median of rounds; range) "
+             "| convs only, ms |",
+             "|---|---:|---:|---|---:|"]
+    for r in s["rows"]:
+        lines.append(f"| {NAMES[r['backend']]} | {r['ours_s_per_step'] * 1e3:.2f} "
+                     f"| {r['plain_s_per_step'] * 1e3:.2f} "
+                     f"| **{r['ratio']:.2f}x** ({min(r['ratios']):.2f}-{max(r['ratios']):.2f}) "
+                     f"| {r['convs_s_per_step'] * 1e3:.2f} |")
+    c = s["config"]
+    lines.append(f"\n{s['when']}, {s['rounds']} rounds of {s['steps']} steps, batch {c['batch_size']}, "
+                 f"hidden "
+                 f"{c['hidden']}, zdim {c['zdim']}, IAF width {c['iaf_hidden']}. Command: `{s['command']}`.")
+    return "\n".join(lines)
+
+
 def _mean(xs: list[float | None]) -> float:
     return float("nan") if any(x is None for x in xs) else sum(xs) / len(xs)
 
@@ -316,6 +373,9 @@ TABLES: dict[str, Callable[..., str]] = {
     "stl_cost": table_stl_cost,
     "resnet_vae_step": table_resnet_vae_step,
     "large_data": table_large_data,
+    "gpu_resnet_vae": table_gpu_resnet_vae,
+    "gpu_smoke": table_gpu_smoke,
+    "gpu_resnet_vae_step": table_gpu_resnet_vae_step,
 }
 
 
