@@ -142,6 +142,10 @@ def value(key: str) -> str:
         backend, D, _ = args
         row = next(r for r in _load("stl_cost.json")["rows"] if (r["backend"], r["D"]) == (backend, int(D)))
         return f"{row['ratio']:.1f}x"
+    if kind == "pdb":  # pdb/BACKEND/COUNT: a count of models.compare.posteriordb_report.counts
+        backend, name = args
+        rep, data = _pdb()
+        return str(rep.counts(data, backend)[name])
     if kind == "gpu":  # gpu/RUN/FIELD[/DIGITS]: a field of a lent-GPU training run (gpu.json)
         run, field, *digits = args
         x = _load("gpu.json")["runs"][run][field]
@@ -358,6 +362,56 @@ def table_gpu_resnet_vae_step() -> str:
     return "\n".join(lines)
 
 
+def _pdb():
+    sys.path.insert(0, str(ROOT))
+    from models.compare import posteriordb_report
+
+    return posteriordb_report, _load("posteriordb_guides.json")
+
+
+def _elbo_cell(r: dict | None, best: bool) -> str:
+    if r is None:
+        return "not run"
+    seeds = r["elbo_seeds"] or []
+    bad = sum(not _finite(e) for e in seeds)
+    if not seeds or bad == len(seeds):
+        return f"NaN ({bad}/{len(seeds)} diverged)" if not r.get("error") else "error"
+    x = r["elbo_mean"] if bad == 0 else sum(e for e in seeds if _finite(e)) / (len(seeds) - bad)
+    text = f"{x:.4g}" if abs(x) >= 1e5 else f"{x:.2f}"
+    text = f"**{text}**" if best else text
+    return text + (f" ({bad}/{len(seeds)} diverged)" if bad else "")
+
+
+def _errs(r: dict | None) -> str:
+    ok = r is not None and _finite(r["mean_z_err"])
+    return f"{r['mean_z_err']:.2f} / {r['sd_z_err']:.2f}" if ok else "-"
+
+
+def table_posteriordb_guides(backend: str) -> str:
+    """Per posterior: the four guides' ELBO (mean over seeds; best bold) and the moment errors."""
+    rep, data = _pdb()
+    nuts = {r["posterior"]: r for r in _load("posteriordb_nuts.json")["rows"]}
+    guides = rep.GUIDES
+    lines = ["| posterior | D | " + " | ".join(NAMES[g] for g in guides)
+             + " | mean err / sd err: ours | full-rank | NUTS check (s) |",
+             "|---|---:|" + "---:|" * len(guides) + "---|---|---:|"]
+    for model, cells in sorted(rep.by_model(data, backend).items()):
+        best = rep.best_guide(cells)
+        D = next((r["latent_dim"] for r in cells.values() if r.get("latent_dim")), "")
+
+        n = nuts.get(model)
+        mark = " *" if model in rep.NON_GAUSSIAN else ""
+        elbos = " | ".join(_elbo_cell(cells.get(g), g == best) for g in guides)
+        secs = f"{n['seconds']:.0f}" if n else "-"
+        lines.append(f"| `{model}`{mark} | {D} | {elbos} | {_errs(cells.get('iaf'))} "
+                     f"| {_errs(cells.get('multivariate'))} | {secs} |")
+    runs = "; ".join(f"{r.get('steps')} steps, {r.get('seeds')} seeds, lr {r.get('lr')}, "
+                     f"{r.get('particles')} particle, init {r.get('init') or 'each guide default'}, {r.get('machine', '')}, "
+                     f"{r.get('date', '')}" for r in data["runs"])
+    lines.append(f"\n`*`: not Gaussian-shaped (the moonshot's set). Runs: {runs}.")
+    return "\n".join(lines)
+
+
 def _mean(xs: list[float | None]) -> float:
     return float("nan") if any(x is None for x in xs) else sum(xs) / len(xs)
 
@@ -374,6 +428,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "resnet_vae_step": table_resnet_vae_step,
     "large_data": table_large_data,
     "gpu_resnet_vae": table_gpu_resnet_vae,
+    "posteriordb_guides": table_posteriordb_guides,
     "gpu_smoke": table_gpu_smoke,
     "gpu_resnet_vae_step": table_gpu_resnet_vae_step,
 }
