@@ -406,7 +406,8 @@ def table_posteriordb_guides(backend: str) -> str:
         lines.append(f"| `{model}`{mark} | {D} | {elbos} | {_errs(cells.get('iaf'))} "
                      f"| {_errs(cells.get('multivariate'))} | {secs} |")
     runs = "; ".join(f"{r.get('steps')} steps, {r.get('seeds')} seeds, lr {r.get('lr')}, "
-                     f"{r.get('particles')} particle, init {r.get('init') or 'each guide default'}, {r.get('machine', '')}, "
+                     f"{r.get('particles')} particle, init {r.get('init') or 'each guide default'}, "
+                     f"{r.get('machine', '')}, "
                      f"{r.get('date', '')}" for r in data["runs"])
     lines.append(f"\n`*`: not Gaussian-shaped (the moonshot's set). Runs: {runs}.")
     return "\n".join(lines)
