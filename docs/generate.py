@@ -107,7 +107,7 @@ def value(key: str) -> str:
     ``elbo|khat/BACKEND/MODEL/GUIDE``; ``diverged/BACKEND/GUIDE``: models with a diverged seed;
     ``best/BACKEND/GUIDE[/A+B]``: models where GUIDE's ELBO is the best (of all guides, or of
     GUIDE, A and B); ``khat_above/BACKEND/GUIDE/T``: models where its k-hat exceeds T;
-    ``models``: models in the comparison; ``stl/BACKEND/D/ratio``: the STL step's cost;
+    ``models``: models in the comparison; ``stl/BACKEND/D/PARTICLES``: the STL step's cost;
     ``amortized/BACKEND/PATTERN/gap|gap_autonormal``: ELBO - log Z of the amortized guide's check;
     ``gpu/RUN/FIELD[/DIGITS]``: a field of a lent-GPU ResNet VAE run."""
     kind, *args = key.split("/")
@@ -138,10 +138,11 @@ def value(key: str) -> str:
         rows = _load("amortized.json")["rows"]
         row = next(r for r in rows if (r["backend"], r["pattern"]) == (backend, pattern))
         return f"{row[field]:.0f}" if abs(row[field]) >= 100 else f"{row[field]:.2f}"
-    if kind == "stl":
-        backend, D, _ = args
-        row = next(r for r in _load("stl_cost.json")["rows"] if (r["backend"], r["D"]) == (backend, int(D)))
-        return f"{row['ratio']:.1f}x"
+    if kind == "stl":  # stl/BACKEND/D/PARTICLES: the STL step's cost over the plain step's
+        backend, D, particles = args
+        row = next(r for r in _load("stl_cost.json")["rows"]
+                   if (r["backend"], r["D"], r["particles"]) == (backend, int(D), int(particles)))
+        return f"{row['ratio']:.2f}x"
     if kind == "pdb":  # pdb/BACKEND/COUNT: a count of models.compare.posteriordb_report.counts
         backend, name = args
         rep, data = _pdb()
@@ -263,10 +264,18 @@ def table_compare_full() -> str:
 
 
 def table_stl_cost() -> str:
-    lines = ["| backend | D | ms/step `stl=False` | ms/step `stl=True` | ratio |", "|---|---|---|---|---|"]
-    for r in _load("stl_cost.json")["rows"]:
-        lines.append(f"| {NAMES[r['backend']]} | {r['D']} | {r['ms_stl_false']:.2f} | {r['ms_stl_true']:.2f} "
-                     f"| {r['ratio']:.1f}x |")
+    """Plain vs path-derivative step of the same flow (``python -m models.bench.stl_cost``)."""
+    d = _load("stl_cost.json")
+    lines = ["| backend | particles | D | ms/step plain | ms/step `stl=True` | ratio | target |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(d["rows"], key=lambda r: (r["backend"] != "numpyro", r["particles"], r["D"])):
+        target = 1.3 if r["D"] <= 128 else 2.0 if r["D"] == 512 else None
+        met = "" if target is None else f"<= {target}x: {'met' if r['ratio'] <= target else '**not met**'}"
+        lines.append(f"| {NAMES[r['backend']]} | {r['particles']} | {r['D']} | {r['ms_plain']:.2f} "
+                     f"| {r['ms_stl']:.2f} | {r['ratio']:.2f}x | {met} |")
+    st = d["settings"]
+    lines.append(f"\n{st['machine']}, {st['date']}, commit {st['commit']}, load {st['load_at_start']} at the "
+                 f"start, {st['load_at_end']} at the end ({st['label']}). Command: `{st['command']}`.")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     backends = ("numpyro", "pyro") if args.backend == "both" else (args.backend,)
     settings = {
-        "command": "python -m models.bench.stl_cost " + " ".join(argv or []),
+        "command": "python -m models.bench.stl_cost " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{platform.machine()} ({os.cpu_count()} cores)",
         "load_at_start": round(os.getloadavg()[0], 1),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
