@@ -147,6 +147,14 @@ def value(key: str) -> str:
         backend, name = args
         rep, data = _pdb()
         return str(rep.counts(data, backend)[name])
+    if kind == "qt":  # qt/BACKEND/SUITE/COUNT: models.compare.quality_time.counts over one suite
+        sys.path.insert(0, str(ROOT))
+        from models.compare.quality_time import counts
+
+        backend, suite, name = args
+        rows = [r for r in _load("quality_time.json")["rows"]
+                if (suite == "posteriordb") == (r["model"] in _pdb_names())]
+        return str(counts(rows, backend)[name])
     if kind == "gpu":  # gpu/RUN/FIELD[/DIGITS]: a field of a lent-GPU training run (gpu.json)
         run, field, *digits = args
         x = _load("gpu.json")["runs"][run][field]
@@ -417,9 +425,41 @@ def table_posteriordb_guides(backend: str) -> str:
     runs = "; ".join(f"{r.get('steps')} steps, {r.get('seeds')} seeds, lr {r.get('lr')}, "
                      f"{r.get('particles')} particle, init {r.get('init') or 'each guide default'}, "
                      f"{r.get('machine', '')}, "
-                     f"{r.get('date', '')}" for r in data["runs"])
+                     f"{r.get('date', '')}" for r in data["runs"] if backend in r.get("backends", [backend]))
     lines.append(f"\n`*`: not Gaussian-shaped (the moonshot's set). Runs: {runs}.")
     return "\n".join(lines)
+
+
+def table_quality_time(backend: str, suite: str = "all") -> str:
+    """Time for ours to reach each rival's final ELBO (``models.compare.quality_time``)."""
+    d = _load("quality_time.json")
+    pdb = _pdb_names()
+    lines = ["| model | rival | rival's ELBO | rival s | ours s to reach it | ours / rival | ours' ELBO |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in d["rows"]:
+        if r["backend"] != backend or (suite == "posteriordb") != (r["model"] in pdb):
+            continue
+        if r["target"] is None:
+            lines.append(f"| `{r['model']}` | {NAMES[r['rival']]} | diverged | - | 0 | - | "
+                         f"{_num(r['ours_final'])} |")
+            continue
+        ours = "not reached" if r["ours_s"] is None else f"{r['ours_s']:.3f}"
+        ratio = "-" if r["ours_s"] is None or not r["rival_s"] else f"{r['ours_s'] / r['rival_s']:.2f}"
+        ratio = f"**{ratio}**" if r["no_slower"] else ratio
+        lines.append(f"| `{r['model']}` | {NAMES[r['rival']]} | {_num(r['target'])} | {r['rival_s']:.3f} "
+                     f"| {ours} | {ratio} | {_num(r['ours_final'])} |")
+    return "\n".join(lines)
+
+
+def _pdb_names() -> set[str]:
+    """The 45 posteriordb names (the rows of the NUTS check)."""
+    return {r["posterior"] for r in _load("posteriordb_nuts.json")["rows"]}
+
+
+def _num(x) -> str:
+    if x is None or not _finite(x):
+        return "NaN"
+    return f"{x:.4g}" if abs(x) >= 1e5 else f"{x:.2f}"
 
 
 def _mean(xs: list[float | None]) -> float:
@@ -439,6 +479,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "large_data": table_large_data,
     "gpu_resnet_vae": table_gpu_resnet_vae,
     "posteriordb_guides": table_posteriordb_guides,
+    "quality_time": table_quality_time,
     "gpu_smoke": table_gpu_smoke,
     "gpu_resnet_vae_step": table_gpu_resnet_vae_step,
 }

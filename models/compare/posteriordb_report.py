@@ -53,7 +53,8 @@ def merge_runs(folders: list[Path]) -> dict:
     runs = []
     for folder in folders:
         report = json.loads((folder / "report.json").read_text())
-        runs.append({"folder": str(folder), **report.get("settings", {})})
+        backends = sorted({r["backend"] for r in report["rows"]})
+        runs.append({"folder": str(folder), "backends": backends, **report.get("settings", {})})
         for r in report["rows"]:
             row = {k: r.get(k) for k in KEEP}
             row["elbo_seeds"] = [s.get("elbo") for s in r.get("per_seed", [])]
