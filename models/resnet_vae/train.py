@@ -52,10 +52,14 @@ def load_checkpoint(folder: Path) -> dict:
 
 
 def _check_run(folder: Path, saved: dict, run: dict) -> None:
-    saved = dict(saved, config={**ResNetVAEConfig().to_dict(), **saved.get("config", {})})
-    diff = sorted(k for k in set(saved) | set(run) if saved.get(k) != run.get(k))
+    def flat(d: dict) -> dict:
+        config = {**ResNetVAEConfig().to_dict(), **d.get("config", {})}  # fields added since: defaults
+        return {**{k: v for k, v in d.items() if k != "config"}, **{f"config.{k}": v for k, v in config.items()}}
+
+    saved, now = flat(saved), flat(run)
+    diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if diff:
-        lines = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {run.get(k)!r}" for k in diff)
+        lines = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in diff)
         raise ValueError(f"--resume: {folder} holds another run ({lines}); rerun with the flags "
                          "that wrote it, or start a fresh run with another --out")
 
@@ -140,7 +144,8 @@ def train(vae, data, epochs: int, minutes: float | None = None, log_every: int =
         if not warm:
             hist["compile_seconds"] = (hist["compile_seconds"] or 0.0) + vae.warmup(batches[0])
             warm = True
-        while state["pos"] < nb and not out_of_steps():
+        epoch = state["epoch"]
+        while state["epoch"] == epoch and not out_of_steps():
             pos, step = state["pos"], state["step"]
             if pos % chunk == 0 and minutes is not None and state["seconds"] > 60 * minutes:
                 timed_out = True
