@@ -83,14 +83,16 @@ def save_figures(vae, history: dict, out: Path, n: int = 64, seed: int = 0) -> l
 def main(argv=None) -> list[Path]:
     from .train import finished_history, restore
 
-    p = argparse.ArgumentParser(prog="python -m models.resnet_vae.figures", description=__doc__.splitlines()[0])
-    p.add_argument("dir", help="a folder with checkpoint.npz / checkpoint.json (python -m models.resnet_vae --out)")
+    p = argparse.ArgumentParser(prog="python -m models.resnet_vae.figures",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("dir", help="a folder with checkpoint.npz / checkpoint.json (from --out)")
     p.add_argument("--out", default=None, help="where to write the figures (default: dir)")
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     vae, ckpt = restore(Path(args.dir))
-    paths = save_figures(vae, finished_history(ckpt["train"]), Path(args.out or args.dir), args.samples, args.seed)
+    paths = save_figures(vae, finished_history(ckpt["train"]), Path(args.out or args.dir), args.samples,
+                         args.seed)
     for path in paths:
         print(path)
     return paths

@@ -54,7 +54,8 @@ def load_checkpoint(folder: Path) -> dict:
 def _check_run(folder: Path, saved: dict, run: dict) -> None:
     def flat(d: dict) -> dict:
         config = {**ResNetVAEConfig().to_dict(), **d.get("config", {})}  # fields added since: defaults
-        return {**{k: v for k, v in d.items() if k != "config"}, **{f"config.{k}": v for k, v in config.items()}}
+        rest = {k: v for k, v in d.items() if k != "config"}
+        return {**rest, **{f"config.{k}": v for k, v in config.items()}}
 
     saved, now = flat(saved), flat(run)
     diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
