@@ -448,12 +448,13 @@ def test_cli_resumes_refuses_and_draws(name, tmp_path):
     assert all(p.stat().st_size > 2000 for p in paths)
 
 
-def test_prior_samples_both_backends(vaes, weights):
+def test_prior_samples_both_backends(weights):
     """``vae.sample_images``: the same prior sampler in both backends (Bernoulli means in (0, 1),
     deterministic at a seed, different across seeds), and Pyro's leaves training's RNG alone."""
     import torch
 
-    pyro_vae, numpyro_vae = get_vae(vaes, weights, "pyro"), get_vae(vaes, weights, "numpyro")
+    # fresh VAEs: the shared ones may have trained (test_short_fit_lowers_the_loss)
+    pyro_vae, numpyro_vae = (make_resnet_vae(name, CFG, params=weights) for name in ("pyro", "numpyro"))
     before = torch.get_rng_state()
     a, b = pyro_vae.sample_images(16, seed=3), pyro_vae.sample_images(16, seed=3)
     assert torch.equal(torch.get_rng_state(), before)
