@@ -351,3 +351,117 @@ def test_pyro_traced_training_loss_equals_trace_elbo(vaes, weights, batch):
     for k, g in grads.items():
         np.testing.assert_allclose(jit_grads[k].numpy(), g.numpy(), rtol=1e-4,
                                    atol=1e-6 * float(g.abs().max()), err_msg=k)
+
+
+def _arrays(state: dict) -> dict:
+    """Every array of a backend's ``state_dict()`` (weights, optimiser, RNG) by its path."""
+    from models.vae.checkpoint import split_state
+
+    arrays: dict = {}
+    split_state(state, arrays)
+    return arrays
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_gives_the_uninterrupted_run(backend, digits, tmp_path, monkeypatch):
+    """15 steps (3 epochs of 5 minibatches) in one go vs a run killed after step 7 (checkpoints
+    every 3 steps: the last at step 6, in the middle of an epoch and of a progress line) and
+    resumed in a fresh VAE: the same history and bit-identical weights, optimiser and RNG state."""
+    from dataclasses import replace
+
+    from models.resnet_vae.train import train
+
+    data = replace(digits, train=digits.train[:160])
+    init = digits.train[:64]
+    kw = dict(epochs=3, log_every=2, verbose=False)
+    whole = make_resnet_vae(backend.name, CFG, init_batch=init)
+    start = whole.export_weights()
+    h_whole = train(whole, data, **kw)
+    assert h_whole["step"] == [2, 4, 5, 7, 9, 10, 12, 14, 15] and h_whole["epochs"] == 3.0
+
+    killed = make_resnet_vae(backend.name, CFG, init_batch=init)
+    steps, taken = killed.train_steps, [0]
+
+    def dies_after_step_7(batches):
+        if taken[0] + len(batches) > 7:
+            raise _Killed
+        taken[0] += len(batches)
+        return steps(batches)
+
+    monkeypatch.setattr(killed, "train_steps", dies_after_step_7)
+    with pytest.raises(_Killed):
+        train(killed, data, out=tmp_path, checkpoint_every=3, **kw)
+    assert taken[0] == 7
+
+    resumed = make_resnet_vae(backend.name, CFG)  # other weights (no data init) until loaded
+    h = train(resumed, data, out=tmp_path, checkpoint_every=3, resume=True, **kw)
+    assert h["resumed_at"] == [6]
+    assert h["step"] == h_whole["step"] and h["epochs"] == h_whole["epochs"]
+    assert h["loss"] == h_whole["loss"], (h["loss"], h_whole["loss"])
+    assert h["seconds"][-1] > 0 and h["seconds"] == sorted(h["seconds"])
+    end, end_whole = resumed.export_weights(), whole.export_weights()
+    assert max(np.abs(end_whole[k] - start[k]).max() for k in start) > 1e-3  # it trained
+    for k in end_whole:
+        np.testing.assert_array_equal(end[k], end_whole[k], err_msg=k)
+    state, state_whole = _arrays(resumed.state_dict()), _arrays(whole.state_dict())
+    assert state.keys() == state_whole.keys() and len(state) > len(end)
+    for k in state_whole:
+        np.testing.assert_array_equal(state[k], state_whole[k], err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["pyro", pytest.param("numpyro", marks=pytest.mark.slow)])
+def test_cli_resumes_refuses_and_draws(name, tmp_path):
+    """``python -m models.resnet_vae --out DIR``: 6 steps, then ``--resume`` to 10 equals 10 in
+    one go (metrics and checkpoint); another config, no checkpoint, or a fresh run over a
+    checkpoint are refused; ``--figures`` and ``models.resnet_vae.figures DIR`` draw both PNGs.
+    NumPyro: slow (it compiles the update, the evaluation and the prior sampler)."""
+    from models.resnet_vae.__main__ import main
+    from models.resnet_vae.figures import main as figures
+    from models.resnet_vae.train import load_checkpoint
+
+    flags = ["--backend", name, "--log-every", "4", "--is-samples", "2", "--eval-limit", "16",
+             "--init-batch", "32", "--batch-size", "16"]
+    one = main([*flags, "--max-steps", "10", "--out", str(tmp_path / "one")])
+    main([*flags, "--max-steps", "6", "--out", str(tmp_path / "two")])
+    two = main([*flags, "--max-steps", "10", "--out", str(tmp_path / "two"), "--resume", "--figures"])
+    assert one["steps"] == two["steps"] == 10 and two["resumed_at"] == [6]
+    assert two["history"]["step"] == [4, 8, 10]
+    np.testing.assert_allclose(two["history"]["loss"], one["history"]["loss"], rtol=1e-6)  # see RESULTS.md
+    a, b = load_checkpoint(tmp_path / "one")["vae"], load_checkpoint(tmp_path / "two")["vae"]
+    wa, wb = _arrays(a), _arrays(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    with pytest.raises(ValueError, match="lr: checkpoint 0.002, now 0.001"):
+        main([*flags, "--lr", "0.001", "--out", str(tmp_path / "two"), "--resume"])
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main([*flags, "--out", str(tmp_path / "none"), "--resume"])
+    with pytest.raises(SystemExit, match="--resume"):
+        main([*flags, "--out", str(tmp_path / "two")])
+    for png in ("learning_curve.png", "samples.png"):
+        assert (tmp_path / "two" / png).stat().st_size > 2000
+    paths = figures([str(tmp_path / "one"), "--out", str(tmp_path / "fig"), "--samples", "16"])
+    assert [p.name for p in paths] == ["learning_curve.png", "samples.png"]
+    assert all(p.stat().st_size > 2000 for p in paths)
+
+
+def test_prior_samples_both_backends(weights):
+    """``vae.sample_images``: the same prior sampler in both backends (Bernoulli means in (0, 1),
+    deterministic at a seed, different across seeds), and Pyro's leaves training's RNG alone."""
+    import torch
+
+    # fresh VAEs: the shared ones may have trained (test_short_fit_lowers_the_loss)
+    pyro_vae, numpyro_vae = (make_resnet_vae(name, CFG, params=weights) for name in ("pyro", "numpyro"))
+    before = torch.get_rng_state()
+    a, b = pyro_vae.sample_images(16, seed=3), pyro_vae.sample_images(16, seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - pyro_vae.sample_images(16, seed=4)).max() > 1e-2
+    c = numpyro_vae.sample_images(16, seed=3)
+    assert a.shape == c.shape == (16, 1, 8, 8)
+    assert 0 < min(a.min(), c.min()) and max(a.max(), c.max()) < 1
+    # same weights, independent draws: the mean images agree to the sampling noise
+    assert np.abs(a.mean(0) - c.mean(0)).mean() < 0.15

@@ -35,6 +35,7 @@ from .ops import jax_ops
 __all__ = ["NumPyroNets", "NumPyroResNetVAE", "sample_images", "PARAM"]
 
 PARAM = "resnet_vae"
+_AOT: dict = {}  # compiled updates per (config, minibatch shape), shared by the VAEs of one config
 
 
 def _float(x):
@@ -99,6 +100,9 @@ def sample_images(params: dict, cfg: ResNetVAEConfig, key, n: int):
     return nets.logistic(out, log_scale).sample(key_x)
 
 
+_sample_jit = jax.jit(sample_images, static_argnums=(1, 3))
+
+
 class NumPyroResNetVAE(JitSVITraining):
     """``SVI(model, guide, optax.adamax(lr), Trace_ELBO())`` with a jit'd ``update``.
 
@@ -128,7 +132,7 @@ class NumPyroResNetVAE(JitSVITraining):
         self._evaluate = jax.jit(self.svi.evaluate)
         self._logw = jax.jit(functools.partial(_log_weights, self.model, self.eval_guide))
         self._compiled = self._inspect = None
-        self._aot: dict = {}  # warmup: one compilation per minibatch shape
+        self._aot = _AOT.setdefault(cfg, {})  # warmup: one compilation per minibatch shape
 
     @property
     def params(self) -> dict:
@@ -144,6 +148,22 @@ class NumPyroResNetVAE(JitSVITraining):
             raise ValueError(f"load_weights: names differ: {sorted(set(flat) ^ set(self.params))}")
         p = {k: _float(flat[k]) for k in self.params}
         self.state = self.state._replace(optim_state=self.svi.optim.init({PARAM: p}))
+
+    def train_steps(self, batches) -> np.ndarray:
+        """One update per minibatch of ``batches [n, B, P]``, in order; each step's loss (summed
+        over its minibatch) ``[n]``."""
+        if self._compiled is None:
+            self.warmup(batches[0])
+        losses = []
+        for xb in batches:
+            self.state, loss = self._compiled(self.state, jnp.asarray(xb))
+            losses.append(loss)
+        return np.asarray(jnp.stack(losses))
+
+    def sample_images(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` images ``[n, C, S, S]`` from the prior (:func:`sample_images`, compiled) at
+        ``PRNGKey(seed)``; advances no state."""
+        return np.asarray(_sample_jit(self.params, self.cfg, jax.random.PRNGKey(seed), n))
 
     def _next_key(self):
         key, sub = jax.random.split(self.state.rng_key)

@@ -24,7 +24,7 @@ from pyro_iaf import MADE
 
 from .config import ResNetVAEConfig
 from .likelihood import pyro_distribution
-from .model import layer_terms, resnet_vae_guide, resnet_vae_model
+from .model import GuidePass, layer_terms, resnet_vae_guide, resnet_vae_model
 from .nets import Net, data_init, init_params, made_names
 from .ops import torch_ops
 
@@ -134,6 +134,27 @@ class PyroResNetVAE:
         loss = self.train_elbo.loss_and_grads(self.model, self.guide, self._tensor(xb))
         self.optim.step()
         return loss
+
+    def train_steps(self, batches: np.ndarray) -> np.ndarray:
+        """One step per minibatch of ``batches [n, B, P]``, in order; each step's loss (summed
+        over its minibatch) ``[n]``."""
+        return np.array([self.step(xb) for xb in batches], dtype=np.float64)
+
+    @torch.no_grad()
+    def sample_images(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` images ``[n, C, S, S]`` by ancestral sampling from the prior, as NumPyro's
+        ``sample_images``: Bernoulli means or discretized-logistic draws in [0, 1]. Seeds torch's
+        RNG with ``seed`` inside ``fork_rng``: training's RNG state is left as it was."""
+        self.claim_param_store()
+        GuidePass.take(self.nets, None)  # no guide pass left over: the model draws its own
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            with poutine.block():
+                out = self.model(None, num=n)
+            if self.cfg.likelihood == "bernoulli":
+                return torch.sigmoid(out).numpy()
+            log_scale = self.params["dec_log_scale"][None, :, None, None].expand(out.shape)
+            return self.nets.logistic(out, log_scale).sample().numpy()
 
     def train_epoch(self, batches: np.ndarray, progress=None) -> float:
         total = 0.0
