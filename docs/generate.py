@@ -152,8 +152,9 @@ def value(key: str) -> str:
         from models.compare.quality_time import counts
 
         backend, suite, name = args
+        pdb = _pdb_names()
         rows = [r for r in _load("quality_time.json")["rows"]
-                if (suite == "posteriordb") == (r["model"] in _pdb_names())]
+                if (suite == "posteriordb") == (r["model"] in pdb)]
         return str(counts(rows, backend)[name])
     if kind == "gpu":  # gpu/RUN/FIELD[/DIGITS]: a field of a lent-GPU training run (gpu.json)
         run, field, *digits = args
@@ -352,13 +353,10 @@ def table_gpu_resnet_vae() -> str:
 
 def table_gpu_smoke() -> str:
     """``models.bench.smoke_accelerator`` on the lent GPU (``docs/bench/gpu.json``)."""
-    d = _load("gpu.json")
-    lines = ["| backend | case | device | compile (s) | ms/step | last loss | finite |",
-             "|---|---|---|---:|---:|---:|---|"]
-    for r in d["smoke"]:
-        lines.append(f"| {NAMES[r['backend']]} | {r['case']} | {r['device']} | {r['compile_s']:.2f} "
-                     f"| {r['ms_per_step']:.2f} | {r['last_loss']:.2f} | {r['finite']} |")
-    return "\n".join(lines)
+    sys.path.insert(0, str(ROOT))
+    from models.bench.smoke_accelerator import table
+
+    return table(_load("gpu.json")["smoke"])
 
 
 def table_gpu_resnet_vae_step() -> str:

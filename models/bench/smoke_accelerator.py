@@ -173,13 +173,18 @@ def markdown(rows: list[dict], args) -> str:
     lines = [f"Smoke test: float32 SVI steps, {args.steps} steps per timed scan, median of "
              f"{args.repeats}; VAE: MLP (hidden {args.hidden}, IAF width {args.width}), batch "
              f"{args.batch_size} of 8x8 digits; linear-Gaussian D = {args.dim}. Compile: NumPyro's "
-             "XLA compile of the scan; Pyro's first (eager) step.", "",
-             "| backend | case | device | dtype | compile (s) | ms/step | steps | last loss | finite |",
+             "XLA compile of the scan; Pyro's first (eager) step.", "", table(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table of the rows of ``smoke.json`` (also rendered by ``docs/generate.py``)."""
+    lines = ["| backend | case | device | dtype | compile (s) | ms/step | steps | last loss | finite |",
              "|---|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['backend']} | {r['case']} | {r['device']} | {r['dtype']} | {r['compile_s']:.2f} "
                      f"| {r['ms_per_step']:.2f} | {r['steps']} | {r['last_loss']:.2f} | {r['finite']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
