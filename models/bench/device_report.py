@@ -50,7 +50,8 @@ def collect(session: Path, step: Path | None, smoke: Path | None) -> dict:
     return out
 
 
-def figure(data: dict, path: Path) -> None:
+def figure(data: dict, path: Path, title: str | None = None, ylim: tuple[float, float] = (90, 140)) -> None:
+    """Training loss of every run against steps (dotted: where a run was resumed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,17 +60,20 @@ def figure(data: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for name, r in data["runs"].items():
         c = r["config"]
-        label = (f"{name.split('_')[0]} preset, {'IAF' if c['flows'] else 'diagonal'} "
+        label = (f"{name}: {'IAF' if c['flows'] else 'diagonal'}, hidden {c['hidden']}, zdim {c['zdim']} "
                  f"(test log p(x) {r['test_log_likelihood']:.2f})")
-        ax.plot(r["step"], r["loss"], label=label)
+        (line,) = ax.plot(r["step"], r["loss"], label=label)
+        for step in r.get("resumed_at", []):
+            ax.axvline(step, color=line.get_color(), ls=":", lw=0.8)
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (free bits), nats/image")
-    ax.set_ylim(90, 140)
-    ax.set_title(f"ResNet VAE on dynamically binarized MNIST, {data['machine']['gpu']}", fontsize=9)
+    ax.set_ylim(*ylim)
+    ax.set_title(title or f"ResNet VAE on dynamically binarized MNIST, {data['machine']['gpu']}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:
