@@ -25,7 +25,8 @@ test: venv
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 test-slow: venv
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20 -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20 -m slow $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no slow tests: failing"; exit 1; fi; exit $$rc
 
 bench: venv
 	$(PY) -m models.bench.autoguide --out results/bench --resume

@@ -109,7 +109,8 @@ def value(key: str) -> str:
     GUIDE, A and B); ``khat_above/BACKEND/GUIDE/T``: models where its k-hat exceeds T;
     ``models``: models in the comparison; ``stl/BACKEND/D/PARTICLES``: the STL step's cost;
     ``amortized/BACKEND/PATTERN/gap|gap_autonormal``: ELBO - log Z of the amortized guide's check;
-    ``gpu/RUN/FIELD[/DIGITS]``: a field of a lent-GPU ResNet VAE run."""
+    ``gpu/RUN/FIELD[/DIGITS]``: a field of a lent-GPU ResNet VAE run; ``cpu/RUN/FIELD[/DIGITS]``: of a
+    CPU one."""
     kind, *args = key.split("/")
     if kind in ("gap", "seeds"):
         backend, budget, D, guide = args
@@ -156,9 +157,9 @@ def value(key: str) -> str:
         rows = [r for r in _load("quality_time.json")["rows"]
                 if (suite == "posteriordb") == (r["model"] in pdb)]
         return str(counts(rows, backend)[name])
-    if kind == "gpu":  # gpu/RUN/FIELD[/DIGITS]: a field of a lent-GPU training run (gpu.json)
+    if kind in ("gpu", "cpu"):  # gpu|cpu/RUN/FIELD[/DIGITS]: a field of a ResNet VAE training run
         run, field, *digits = args
-        x = _load("gpu.json")["runs"][run][field]
+        x = _load("gpu.json" if kind == "gpu" else "resnet_vae_cpu.json")["runs"][run][field]
         return f"{x:.{int(digits[0]) if digits else 2}f}"
     raise KeyError(f"unknown value {key!r}")
 
@@ -328,13 +329,11 @@ def table_large_data() -> str:
     return table(_load("large_data.json"))
 
 
-def table_gpu_resnet_vae() -> str:
-    """The lent-GPU runs of the ResNet VAE (``docs/bench/gpu.json``, ``models.bench.device_report``)."""
-    d = _load("gpu.json")
-    m = d["machine"]
+def _resnet_vae_rows(runs: dict) -> list[str]:
+    """Table lines of ResNet VAE training runs (``metrics.json`` fields of ``python -m models.resnet_vae``)."""
     lines = ["| run | posterior | parameters | steps (batch) | epochs | train min | test ELBO | "
              "test log p(x) (IS) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, r in d["runs"].items():
+    for name, r in runs.items():
         c = r["config"]
         post = f"IAF ({c['flows']} step)" if c["flows"] else "diagonal"
         lines.append(
@@ -342,11 +341,37 @@ def table_gpu_resnet_vae() -> str:
             f"| {r['params']:,} | {r['steps']:,} ({c['batch_size']}) | {r['epochs']:.1f} "
             f"| {r['train_seconds'] / 60:.1f} | {r['test_elbo']:.2f} ± {r['test_elbo_se']:.2f} "
             f"| **{r['test_log_likelihood']:.2f}** ± {r['test_log_likelihood_se']:.2f} |")
+    return lines
+
+
+def table_gpu_resnet_vae() -> str:
+    """The lent-GPU runs of the ResNet VAE (``docs/bench/gpu.json``, ``models.bench.device_report``)."""
+    d = _load("gpu.json")
+    m = d["machine"]
+    lines = _resnet_vae_rows(d["runs"])
     r0 = next(iter(d["runs"].values()))
     lines.append(
         f"\n{m['gpu']} ({m['memory_mib']} MiB, driver {m['driver']}), jax {m['versions']['jax']}, numpyro "
         f"{m['versions']['numpyro']}; {m['started']} to {m['ended']}; {d['note']}. Test set: all "
         f"{r0['test_images']:,} images, IS with {r0['is_samples']} draws, ± one standard error over images. "
+        f"Command: `{d['command']}`.")
+    return "\n".join(lines)
+
+
+def table_cpu_resnet_vae() -> str:
+    """The CPU training runs of the ResNet VAE (``docs/bench/resnet_vae_cpu.json``,
+    ``models.bench.resnet_vae_cpu_report``)."""
+    d = _load("resnet_vae_cpu.json")
+    m = d["machine"]
+    lines = _resnet_vae_rows(d["runs"])
+    r0 = next(iter(d["runs"].values()))
+    resumed = ", ".join(f"`{n}` at step {', '.join(map(str, r['resumed_at']))}"
+                        for n, r in d["runs"].items() if r["resumed_at"])
+    lines.append(
+        f"\n{m['cpu']} ({m['cores']} cores, {m['system']}), {NAMES[r0['backend']]}; {d['note']}. "
+        f"Killed and resumed with the same command: {resumed or 'none'}. Test set: "
+        f"{r0['test_images']:,} images, IS with {r0['is_samples']} draws, ± one standard error over images; "
+        f"train min: training time without compilation, summed over the resumed sessions. "
         f"Command: `{d['command']}`.")
     return "\n".join(lines)
 
@@ -476,6 +501,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "resnet_vae_step": table_resnet_vae_step,
     "large_data": table_large_data,
     "gpu_resnet_vae": table_gpu_resnet_vae,
+    "cpu_resnet_vae": table_cpu_resnet_vae,
     "posteriordb_guides": table_posteriordb_guides,
     "quality_time": table_quality_time,
     "gpu_smoke": table_gpu_smoke,
