@@ -18,9 +18,11 @@ run() {  # core name flows
 --max-steps $STEPS --log-every 250 --is-samples 16 --threads 1 --out $out --figures --resume auto"
   echo "# $(date -u) start: $cmd" >> "$out/log.txt"
   timeout "$INTERRUPT" $cmd >> "$out/log.txt" 2>&1
-  echo "# $(date -u) interrupted (timeout $INTERRUPT s, rc $?); resuming with the same command" >> "$out/log.txt"
+  local rc=$?
+  echo "# $(date -u) interrupted (timeout $INTERRUPT s, rc $rc); resuming with the same command" >> "$out/log.txt"
   $cmd >> "$out/log.txt" 2>&1
-  echo "# $(date -u) done rc $?" >> "$out/log.txt"
+  rc=$?
+  echo "# $(date -u) done rc $rc" >> "$out/log.txt"
 }
 
 run 0 iaf 1 &
