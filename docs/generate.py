@@ -402,11 +402,11 @@ def table_gpu_resnet_vae_step() -> str:
     return "\n".join(lines)
 
 
-def _pdb():
+def _pdb(name: str = "posteriordb_guides.json"):
     sys.path.insert(0, str(ROOT))
     from models.compare import posteriordb_report
 
-    return posteriordb_report, _load("posteriordb_guides.json")
+    return posteriordb_report, _load(name)
 
 
 def _elbo_cell(r: dict | None, best: bool) -> str:
@@ -427,11 +427,13 @@ def _errs(r: dict | None) -> str:
     return f"{r['mean_z_err']:.2f} / {r['sd_z_err']:.2f}" if ok else "-"
 
 
-def table_posteriordb_guides(backend: str) -> str:
-    """Per posterior: the four guides' ELBO (mean over seeds; best bold) and the moment errors."""
-    rep, data = _pdb()
+def table_posteriordb_guides(backend: str, name: str = "posteriordb_guides.json") -> str:
+    """Per posterior: the guides' ELBO (mean over seeds; best bold) and the moment errors, from
+    ``docs/bench/<name>`` (a ``models.compare.posteriordb_report`` file; the guides it holds)."""
+    rep, data = _pdb(name)
     nuts = {r["posterior"]: r for r in _load("posteriordb_nuts.json")["rows"]}
-    guides = rep.GUIDES
+    held = {r["guide"] for r in data["rows"] if r["backend"] == backend}
+    guides = [g for g in rep.GUIDES if g in held]
     lines = ["| posterior | D | " + " | ".join(NAMES[g] for g in guides)
              + " | mean err / sd err: ours | full-rank | NUTS check (s) |",
              "|---|---:|" + "---:|" * len(guides) + "---|---|---:|"]
