@@ -38,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "docs" / "bench"
-PAGES = ("README.md", "docs/**/*.md")
+PAGES = ("README.md", "docs/**/*.md", "models/**/RESULTS.md")
 BLOCK = re.compile(r"(<!-- generated: ([a-z][\w-]*)((?: [\w/.+-]+)*) -->\n)(.*?)(<!-- end generated -->)",
                    re.S)
 VALUE = re.compile(r"(<!--v ([a-z][\w/.+-]*)-->)(.*?)(<!--/v-->)")
