@@ -244,7 +244,7 @@ def table_compare_elbo(backend: str, all_rows: list[dict] | None = None,
             elif _diverged(r):
                 cells.append(f"diverged ({r.get('diverged_seeds') or r.get('seeds')}/{r.get('seeds')})")
             else:
-                text = f"{r['elbo_mean']:.2f}" + ("" if r.get("seeds", 1) > 1 else " (1 seed)")
+                text = f"{r['elbo_mean']:.2f}" + ("" if r.get("seeds", 1) == 3 else f" ({r.get('seeds', 1)} seed{'s' * (r.get('seeds', 1) > 1)})")
                 cells.append(f"**{text}**" if g == best else text)
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -3,7 +3,8 @@
     python docs/bench/merge_defaults.py DIR[:FROM=TO][@MODEL,MODEL] ...
 
 Each ``DIR`` is the ``--out`` of a ``python -m models.compare`` run (or a ``report.json``-like
-file such as ``docs/bench/compare.json``); ``:FROM=TO`` renames its guide ``FROM`` (e.g.
+file such as ``docs/bench/compare.json``, or ``docs/bench/defaults.json`` itself, to add runs to
+it); ``:FROM=TO`` renames its guide ``FROM`` (e.g.
 ``iaf=iaf_median`` for a run of ours at another start), ``:FROM=`` leaves it out; ``@MODELS``
 takes only those models of the run. A later row of
 the same model, backend and guide replaces an earlier one; each run's settings are kept.
@@ -28,7 +29,10 @@ def main(argv: list[str]) -> None:
         old, _, new = rename.partition("=")
         path = Path(path)
         report = json.loads((path if path.suffix == ".json" else path / "report.json").read_text())
-        runs[arg] = report["settings"]
+        if "settings" in report:
+            runs[arg] = report["settings"]
+        else:  # a merged file (defaults.json itself): keep the runs it came from
+            runs.update(report["runs"])
         for row in report["rows"]:
             if models is not None and row["model"] not in models:
                 continue
