@@ -244,7 +244,8 @@ def table_compare_elbo(backend: str, all_rows: list[dict] | None = None,
             elif _diverged(r):
                 cells.append(f"diverged ({r.get('diverged_seeds') or r.get('seeds')}/{r.get('seeds')})")
             else:
-                text = f"{r['elbo_mean']:.2f}" + ("" if r.get("seeds", 1) == 3 else f" ({r.get('seeds', 1)} seed{'s' * (r.get('seeds', 1) > 1)})")
+                n = r.get("seeds", 1)
+                text = f"{r['elbo_mean']:.2f}" + ("" if n == 3 else f" ({n} seed{'s' * (n > 1)})")
                 cells.append(f"**{text}**" if g == best else text)
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -330,7 +331,7 @@ def table_large_data() -> str:
 
 
 def _resnet_vae_rows(runs: dict) -> list[str]:
-    """Table lines of ResNet VAE training runs (``metrics.json`` fields of ``python -m models.resnet_vae``)."""
+    """Table lines of ResNet VAE training runs (the ``metrics.json`` of ``python -m models.resnet_vae``)."""
     lines = ["| run | posterior | parameters | steps (batch) | epochs | train min | test ELBO | "
              "test log p(x) (IS) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in runs.items():

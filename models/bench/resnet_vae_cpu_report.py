@@ -1,6 +1,6 @@
 """One result file from the CPU training runs of the ResNet VAE (IAF and diagonal at equal steps).
 
-    python -m models.bench.resnet_vae_cpu_report --runs results/resnet_vae/cpu_iaf results/resnet_vae/cpu_diag \
+    python -m models.bench.resnet_vae_cpu_report --runs results/resnet_vae/cpu_iaf results/resnet_vae/cpu_diag \\
         --command "bash models/resnet_vae/cpu_runs.sh" --note "..."
 
 Each run folder is a ``python -m models.resnet_vae --out DIR --figures`` folder (``metrics.json``,
