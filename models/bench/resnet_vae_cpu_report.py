@@ -1,7 +1,7 @@
 """One result file from the CPU training runs of the ResNet VAE (IAF and diagonal at equal steps).
 
     python -m models.bench.resnet_vae_cpu_report \
-        --runs results/resnet_vae/cpu_iaf results/resnet_vae/cpu_diag --command "bash models/resnet_vae/cpu_runs.sh"
+        --runs results/resnet_vae/cpu_iaf results/resnet_vae/cpu_diag --command "..." --note "..."
 
 Each run folder is a ``python -m models.resnet_vae --out DIR --figures`` folder (``metrics.json``,
 ``log.txt``, ``samples.png``). Writes ``docs/bench/resnet_vae_cpu.json`` (what ``docs/generate.py``
