@@ -359,6 +359,29 @@ def table_gpu_resnet_vae() -> str:
     return "\n".join(lines)
 
 
+def table_posteriordb_fit() -> str:
+    """Ours under ``fit`` on every posteriordb posterior, both backends side by side
+    (``docs/bench/posteriordb_fit_<backend>.json``, ``python -m models.posteriordb.fit_check``)."""
+    runs = {b: {r["posterior"]: r for r in _load(f"posteriordb_fit_{b}.json")["rows"]}
+            for b in ("numpyro", "pyro") if (BENCH / f"posteriordb_fit_{b}.json").exists()}
+    names = sorted(set().union(*runs.values()))
+
+    def cell(r: dict | None) -> str:
+        if r is None:
+            return "not run"
+        return f"{r['elbo']:.2f}" if r["finite"] else f"**failed**: {r['error'] or 'non-finite ELBO'}"
+
+    lines = ["| posterior | " + " | ".join(f"{NAMES[b]} ELBO under `fit`" for b in runs) + " |",
+             "|---|" + "---:|" * len(runs)]
+    lines += [f"| `{n}` | " + " | ".join(cell(rows.get(n)) for rows in runs.values()) + " |" for n in names]
+    counts = "; ".join(f"{NAMES[b]}: finite on {sum(r['finite'] for r in rows.values())} of {len(rows)} "
+                       f"({sum(r['seconds'] for r in rows.values()) / 60:.0f} min in all)"
+                       for b, rows in runs.items())
+    lines.append(f"\n{counts}. `AutoIAFNormal(model)` at every default, `fit(..., num_steps=2000, seed=0)`, "
+                 "then the ELBO from 1000 draws; a failure is `fit`'s `NonFiniteLossError` or any other error.")
+    return "\n".join(lines)
+
+
 def table_cpu_resnet_vae() -> str:
     """The CPU training runs of the ResNet VAE (``docs/bench/resnet_vae_cpu.json``,
     ``models.bench.resnet_vae_cpu_report``)."""
@@ -505,6 +528,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "large_data": table_large_data,
     "gpu_resnet_vae": table_gpu_resnet_vae,
     "cpu_resnet_vae": table_cpu_resnet_vae,
+    "posteriordb_fit": table_posteriordb_fit,
     "posteriordb_guides": table_posteriordb_guides,
     "quality_time": table_quality_time,
     "gpu_smoke": table_gpu_smoke,

@@ -6,7 +6,9 @@
 (the recipe of docs/benchmarks/accuracy.md; without flags: the default budget, 1 particle, 2000
 steps, constant Adam 1e-2.)
 
-For each model (``--models``, default all of ``models.targets.MODELS``): ``guide =
+For each model (``--models``, default all of ``--suite``: ``models.targets.MODELS`` or, with
+``--suite posteriordb``, the 45 posteriordb posteriors; rows are written after each model and
+``--resume`` keeps them): ``guide =
 AutoIAFNormal(model)`` (``make_guide("iaf")``: defaults, ``init_to_median``) fitted by
 ``numpyro_iaf.fit`` / ``pyro_iaf.fit`` with ``num_particles=--particles``, ``num_steps=--steps``
 and Adam whose step size decays exponentially from ``--lr`` to ``--final-lr`` over the steps
@@ -217,7 +219,10 @@ def table(rows: list[dict], *, psis: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated; default all")
+    parser.add_argument("--models", default="", help="comma-separated; default: all of --suite")
+    parser.add_argument("--suite", choices=("targets", "posteriordb"), default="targets",
+                        help="the comparison set's models or the 45 posteriordb posteriors")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in --out")
     parser.add_argument("--backend", choices=("numpyro", "pyro"), default="numpyro")
     parser.add_argument("--particles", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2000)
@@ -232,26 +237,39 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nuts", action="store_true", help="time NUTS next to each fit")
     parser.add_argument("--out", default="results/accuracy")
     args = parser.parse_args(argv)
-    models = [m for m in args.models.split(",") if m]
-    unknown = set(models) - set(MODELS)
+    suite = list(MODELS) if args.suite == "targets" else list(_posteriordb_names())
+    models = [m for m in args.models.split(",") if m] or suite
+    unknown = set(models) - set(MODELS) - set(_posteriordb_names())
     if unknown:
-        parser.error(f"unknown models {sorted(unknown)}; choose from {list(MODELS)}")
+        parser.error(f"unknown models {sorted(unknown)}; choose from --suite {args.suite}: {suite}")
     if args.backend == "pyro":
         import torch
 
         torch.set_num_threads(1)
     options = tuple((k, ast.literal_eval(v)) for k, v in (o.split("=", 1) for o in args.guide_option))
     recipe = Recipe(args.steps, args.particles, args.lr, args.final_lr, options)
-    t0, load_start = time.perf_counter(), _load()
-    rows = run(models, args.backend, recipe, seed=args.seed, draws=args.draws, nuts=args.nuts)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rows = json.loads((out / "accuracy.json").read_text())["rows"] if args.resume and (
+        out / "accuracy.json").exists() else []
+    t0, load_start = time.perf_counter(), _load()
     settings = {"backend": args.backend, "recipe": asdict(recipe), "seed": args.seed,
                 "draws": args.draws, "machine": f"{platform.machine()}, {_cores()} cores",
-                "load_start": load_start, "load_end": _load(), "total_s": time.perf_counter() - t0}
-    (out / "accuracy.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
+                "load_start": load_start}
+    for name in models:  # written after every model, so a killed run keeps what it did
+        if any(r["model"] == name for r in rows):
+            continue
+        rows += run([name], args.backend, recipe, seed=args.seed, draws=args.draws, nuts=args.nuts)
+        settings.update(load_end=_load(), total_s=time.perf_counter() - t0)
+        (out / "accuracy.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
     (out / "accuracy.md").write_text(f"{json.dumps(settings)}\n\n{table(rows, psis=args.psis)}")
     print(table(rows, psis=args.psis))
+
+
+def _posteriordb_names() -> tuple[str, ...]:
+    from models.posteriordb import POSTERIOR_NAMES
+
+    return POSTERIOR_NAMES
 
 
 def _load() -> str:
