@@ -378,8 +378,52 @@ def table_posteriordb_fit() -> str:
                        f"({sum(r['seconds'] for r in rows.values()) / 60:.0f} min in all)"
                        for b, rows in runs.items())
     lines.append(f"\n{counts}. `AutoIAFNormal(model)` at every default, `fit(..., num_steps=2000, seed=0)`, "
-                 "then the ELBO from 1000 draws; a failure is `fit`'s `NonFiniteLossError` or any other error.")
+                 "then the ELBO from 1000 draws; a failure is `fit`'s `NonFiniteLossError` or any "
+                 "other error.")
     return "\n".join(lines)
+
+
+def _err(x: float) -> str:
+    return f"{x:.3f}" if _finite(x) else "NaN"
+
+
+def table_accuracy_posteriordb(backend: str = "numpyro") -> str:
+    """The accuracy recipe on the posteriordb posteriors (``accuracy_posteriordb_<backend>.json``,
+    ``python -m models.compare.accuracy --suite posteriordb``) beside NumPyro NUTS's wall time on
+    the same machine (``posteriordb_nuts_time.json``, ``python -m models.posteriordb.check``)."""
+    import statistics
+
+    acc = _load(f"accuracy_posteriordb_{backend}.json")
+    timed = (BENCH / "posteriordb_nuts_time.json").exists()
+    nuts_run = _load("posteriordb_nuts_time.json") if timed else {"rows": [], "meta": {}}
+    nuts = {r["posterior"]: r for r in nuts_run["rows"]}
+    lines = ["| posterior | D | mean err | sd err | pass? | fit s | NUTS s | fit / NUTS |",
+             "|---|---:|---:|---:|---|---:|---:|---:|"]
+    ratios = []
+    for r in acc["rows"]:
+        n = nuts.get(r["model"])
+        ratio = r["fit_s"] / n["seconds"] if n else None
+        ratios += [ratio] if ratio is not None else []
+        timing = f"{n['seconds']:.1f} | {ratio:.2f}" if n else "- | -"
+        lines.append(f"| `{r['model']}` | {r['D']} | {_err(r['mean_err'])} | {_err(r['sd_err'])} "
+                     f"| {'**yes**' if r['pass'] else 'no'} | {r['fit_s']:.1f} | {timing} |")
+    st, rec = acc["settings"], acc["settings"]["recipe"]
+    passed = sum(r["pass"] for r in acc["rows"])
+    text = f"\n**{passed} of {len(acc['rows'])} pass** (mean err <= 0.1 and sd err <= 0.1)."
+    if ratios:
+        text += (f" Fit / NUTS: median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-"
+                 f"{max(ratios):.2f}; the fit is the faster on {sum(x <= 1 for x in ratios)} of "
+                 f"{len(ratios)}.")
+    text += (f" {NAMES[backend]}, {rec['particles']} particles, {rec['steps']} steps, Adam {rec['lr']} -> "
+             f"{rec['final_lr']}, seed {st['seed']}, {st['draws']} draws scored; {st['machine']}, load "
+             f"{st['load_start']} at the start, {st.get('load_end', '?')} at the end. \"fit s\": `fit` "
+             "with its compilation.")
+    if nuts:
+        first, meta = next(iter(nuts.values())), nuts_run.get("meta", {})
+        text += (f" \"NUTS s\": NumPyro NUTS, one chain of {first['warmup']} warm-up + {first['draws']} "
+                 f"draws in float64 (the translation check's code), compilation included; "
+                 f"{meta.get('date', '')}, load {meta.get('load', '?')}.")
+    return "\n".join(lines + [text])
 
 
 def table_cpu_resnet_vae() -> str:
@@ -529,6 +573,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "gpu_resnet_vae": table_gpu_resnet_vae,
     "cpu_resnet_vae": table_cpu_resnet_vae,
     "posteriordb_fit": table_posteriordb_fit,
+    "accuracy_posteriordb": table_accuracy_posteriordb,
     "posteriordb_guides": table_posteriordb_guides,
     "quality_time": table_quality_time,
     "gpu_smoke": table_gpu_smoke,
