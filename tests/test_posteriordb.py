@@ -161,7 +161,12 @@ def _nuts_case(name: str):
 
 
 #: NUTS settings beyond the default single chain of 1000 + 2000, each with why
-NUTS_SETTINGS: dict[str, dict] = {}
+NUTS_SETTINGS: dict[str, dict] = {
+    # one chain reaches an effective sample size of only ~360 here; the suite's XLA flags
+    # (conftest.py) change the chain at the last bits and its sd error from 3.9% to 11.1%;
+    # 4 chains: ESS ~1800, sd error 2.6%, mean error 0.025 sd (2026-12-07)
+    "kilpisjarvi_mod-kilpisjarvi": {"chains": 4},
+}
 
 
 @pytest.mark.parametrize("name", [_nuts_case(n) for n in POSTERIOR_NAMES])

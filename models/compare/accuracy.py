@@ -56,6 +56,7 @@ class Recipe:
     lr: float = 1e-2
     final_lr: float | None = None
     guide_options: tuple[tuple[str, object], ...] = ()
+    init: str | None = "median"
 
 
 def make_optim(backend: str, recipe: Recipe):
@@ -141,15 +142,19 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
 
 
 def _make_guide(spec, recipe: Recipe):
-    """``make_guide("iaf")`` (defaults, ``init_to_median``), or ours with ``recipe.guide_options``."""
+    """Ours at its defaults, started at ``init_to_<recipe.init>`` (None: its own default start),
+    with ``recipe.guide_options`` as keywords."""
     if not recipe.guide_options:
-        return make_guide("iaf", spec.model, spec.latent_dim, spec.backend, init="median")
+        return make_guide("iaf", spec.model, spec.latent_dim, spec.backend, init=recipe.init)
     import importlib
 
     pkg = importlib.import_module(f"{spec.backend}_iaf")
-    init = importlib.import_module("pyro.infer.autoguide" if spec.backend == "pyro"
-                                   else "numpyro.infer.initialization").init_to_median
-    return pkg.AutoIAFNormal(spec.model, init_loc_fn=init, **dict(recipe.guide_options))
+    options = dict(recipe.guide_options)
+    if recipe.init is not None:
+        module = importlib.import_module("pyro.infer.autoguide" if spec.backend == "pyro"
+                                         else "numpyro.infer.initialization")
+        options["init_loc_fn"] = getattr(module, f"init_to_{recipe.init}")
+    return pkg.AutoIAFNormal(spec.model, **options)
 
 
 def time_nuts(name: str, *, seed: int = 0, warmup: int = 1000, samples: int = 1000) -> dict:
@@ -231,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="step size at the last step (exponential decay); default: constant")
     parser.add_argument("--guide-option", action="append", default=[], metavar="NAME=VALUE",
                         help="AutoIAFNormal keyword (Python literal), e.g. gated=False; repeatable")
+    parser.add_argument("--init", default="median",
+                        help="start at init_to_<init>; 'default': the guide's own default start")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=4000)
     parser.add_argument("--psis", action="store_true", help="add the PSIS-reweighted columns")
@@ -247,7 +254,8 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(1)
     options = tuple((k, ast.literal_eval(v)) for k, v in (o.split("=", 1) for o in args.guide_option))
-    recipe = Recipe(args.steps, args.particles, args.lr, args.final_lr, options)
+    recipe = Recipe(args.steps, args.particles, args.lr, args.final_lr, options,
+                    None if args.init == "default" else args.init)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = json.loads((out / "accuracy.json").read_text())["rows"] if args.resume and (
