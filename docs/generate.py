@@ -387,13 +387,14 @@ def _err(x: float) -> str:
     return f"{x:.3f}" if _finite(x) else "NaN"
 
 
-def table_accuracy_posteriordb(backend: str = "numpyro") -> str:
-    """The accuracy recipe on the posteriordb posteriors (``accuracy_posteriordb_<backend>.json``,
+def table_accuracy_posteriordb(name: str = "accuracy_posteriordb_numpyro.json") -> str:
+    """The accuracy recipe on the posteriordb posteriors (``docs/bench/<name>``,
     ``python -m models.compare.accuracy --suite posteriordb``) beside NumPyro NUTS's wall time on
     the same machine (``posteriordb_nuts_time.json``, ``python -m models.posteriordb.check``)."""
     import statistics
 
-    acc = _load(f"accuracy_posteriordb_{backend}.json")
+    acc = _load(name)
+    backend = acc["settings"]["backend"]
     timed = (BENCH / "posteriordb_nuts_time.json").exists()
     nuts_run = _load("posteriordb_nuts_time.json") if timed else {"rows": [], "meta": {}}
     nuts = {r["posterior"]: r for r in nuts_run["rows"]}
@@ -414,8 +415,10 @@ def table_accuracy_posteriordb(backend: str = "numpyro") -> str:
         text += (f" Fit / NUTS: median {statistics.median(ratios):.2f}, range {min(ratios):.2f}-"
                  f"{max(ratios):.2f}; the fit is the faster on {sum(x <= 1 for x in ratios)} of "
                  f"{len(ratios)}.")
+    start = f"init_to_{rec['init']}" if rec.get("init") else "the guide's default"
     text += (f" {NAMES[backend]}, {rec['particles']} particles, {rec['steps']} steps, Adam {rec['lr']} -> "
-             f"{rec['final_lr']}, seed {st['seed']}, {st['draws']} draws scored; {st['machine']}, load "
+             f"{rec['final_lr']}, start {start}, "
+             f"seed {st['seed']}, {st['draws']} draws scored; {st['machine']}, load "
              f"{st['load_start']} at the start, {st.get('load_end', '?')} at the end. \"fit s\": `fit` "
              "with its compilation.")
     if nuts:
