@@ -395,17 +395,17 @@ def table_accuracy_posteriordb(name: str = "accuracy_posteriordb_numpyro.json") 
 
     acc = _load(name)
     backend = acc["settings"]["backend"]
-    timed = (BENCH / "posteriordb_nuts_time.json").exists()
-    nuts_run = _load("posteriordb_nuts_time.json") if timed else {"rows": [], "meta": {}}
-    nuts = {r["posterior"]: r for r in nuts_run["rows"]}
+    nuts_run = _load("posteriordb_nuts_time.json") if (BENCH / "posteriordb_nuts_time.json").exists() else {}
+    nuts = {r["posterior"]: r for r in nuts_run.get("rows", [])}
     lines = ["| posterior | D | mean err | sd err | pass? | fit s | NUTS s | fit / NUTS |",
              "|---|---:|---:|---:|---|---:|---:|---:|"]
     ratios = []
     for r in acc["rows"]:
         n = nuts.get(r["model"])
-        ratio = r["fit_s"] / n["seconds"] if n else None
-        ratios += [ratio] if ratio is not None else []
-        timing = f"{n['seconds']:.1f} | {ratio:.2f}" if n else "- | -"
+        timing = "- | -"
+        if n:
+            ratios.append(r["fit_s"] / n["seconds"])
+            timing = f"{n['seconds']:.1f} | {ratios[-1]:.2f}"
         lines.append(f"| `{r['model']}` | {r['D']} | {_err(r['mean_err'])} | {_err(r['sd_err'])} "
                      f"| {'**yes**' if r['pass'] else 'no'} | {r['fit_s']:.1f} | {timing} |")
     st, rec = acc["settings"], acc["settings"]["recipe"]

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from models.bench.large_data_report import GLOBALS, ROOT, accuracy, summarize, table, write_page
+from models.bench.machine import cpu_name
 from models.targets.large_data import FIT_KEYS, SIZES, hier_data, logistic_data
 
 REFERENCE = ROOT / "docs" / "bench" / "large_data_reference.json"
@@ -281,15 +282,7 @@ def uptime() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 # ---- one run: NUTS timing and the fits, side by side -------------------------------------------

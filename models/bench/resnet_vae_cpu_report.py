@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 from pathlib import Path
 
 from models.bench.device_report import KEEP, figure
+from models.bench.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def cpu_machine() -> dict:
     """CPU model and core count of this machine (the runs' machine when run where they ran)."""
-    import os
-
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or platform.machine())
-    return {"cpu": model, "cores": os.cpu_count(), "system": f"{platform.system()} {platform.machine()}"}
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "system": f"{platform.system()} {platform.machine()}"}
 
 
 def collect(runs: list[Path], command: str, note: str) -> dict:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -34,6 +33,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from models.bench.machine import cpu_name
 
 __all__ = ["vae_param_count", "pixelcnn_for", "time_call", "run", "render", "main"]
 
@@ -194,7 +195,7 @@ def run(vae_preset: str = "mnist", pixelcnn: str | Path | None = None, channels:
                       train_steps=None if pmetrics is None else pmetrics["steps"],
                       marginal_nats=None if pmetrics is None else pmetrics.get("marginal_nats")),
         rows=rows, repeats=repeats, max_seconds=max_seconds, prefix_check=check,
-        machine=dict(cpu=_cpu_name(), cores=os.cpu_count(), jax=jax.__version__,
+        machine=dict(cpu=cpu_name(), cores=os.cpu_count(), jax=jax.__version__,
                      device=str(jax.devices()[0].device_kind), platform=jax.default_backend(),
                      load_start=load_start, load_end=os.getloadavg()),
     )
@@ -214,17 +215,6 @@ def _prefix_check(params, cfg, rows, repeats, key, log) -> dict | None:
     log(f"prefix check at batch {r['batch']}: {k} steps x{cfg.pixels / k:.0f} = {scaled:.2f} s vs "
         f"{measured:.2f} s for all {cfg.pixels}")
     return dict(batch=r["batch"], steps=k, scaled_s=scaled, full_s=measured, seconds=t)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _nats(d: dict) -> str:

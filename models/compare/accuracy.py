@@ -39,7 +39,7 @@ import numpy as np
 
 from models.compare.cells import _numpyro_weights_fn, _pyro_weights
 from models.compare.evidence import moment_errors, psis_khat
-from models.compare.guides import make_guide
+from models.compare.guides import _init_fn, make_guide
 from models.targets import MODELS, get_model
 
 #: issue 14: posterior means within 0.1 sd and sds within 10%
@@ -153,7 +153,7 @@ def _make_guide(spec, recipe: Recipe):
     if recipe.init is not None:
         module = importlib.import_module("pyro.infer.autoguide" if spec.backend == "pyro"
                                          else "numpyro.infer.initialization")
-        options["init_loc_fn"] = getattr(module, f"init_to_{recipe.init}")
+        options["init_loc_fn"] = _init_fn(recipe.init, module)
     return pkg.AutoIAFNormal(spec.model, **options)
 
 
@@ -244,9 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nuts", action="store_true", help="time NUTS next to each fit")
     parser.add_argument("--out", default="results/accuracy")
     args = parser.parse_args(argv)
-    suite = list(MODELS) if args.suite == "targets" else list(_posteriordb_names())
+    posteriordb = list(_posteriordb_names())
+    suite = list(MODELS) if args.suite == "targets" else posteriordb
     models = [m for m in args.models.split(",") if m] or suite
-    unknown = set(models) - set(MODELS) - set(_posteriordb_names())
+    unknown = set(models) - set(MODELS) - set(posteriordb)
     if unknown:
         parser.error(f"unknown models {sorted(unknown)}; choose from --suite {args.suite}: {suite}")
     if args.backend == "pyro":
