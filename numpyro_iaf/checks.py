@@ -6,13 +6,17 @@ from collections.abc import Iterable
 
 from numpyro.distributions import biject_to
 
-__all__ = ["check_latent_sites", "NonFiniteLossError"]
+__all__ = ["check_latent_sites", "NonFiniteLossError", "MAX_SKIPPED_STEPS", "skipped_warning"]
+
+#: ``fit`` skips up to this many steps in a row whose loss or gradient is not finite, then raises.
+MAX_SKIPPED_STEPS = 10
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The ELBO or a parameter became NaN or infinite during fitting; no work is lost.
+    """The ELBO or its gradient stayed NaN or infinite for ``MAX_SKIPPED_STEPS`` steps in a row
+    (``fit`` skips fewer); no work is lost.
 
-    ``step``: the first bad step; ``losses``: the finite losses before it; ``params``: the
+    ``step``: the first bad step of that run; ``losses``: the finite losses before it; ``params``: the
     constrained parameters of the last point whose loss was finite (where step ``step`` started,
     or one step earlier when its loss was the non-finite one); ``state``: the same point as
     NumPyro's ``SVIState``. Resume with ``fit(..., init_params=error.params)`` and a smaller step size.
@@ -34,13 +38,16 @@ class NonFiniteLossError(FloatingPointError):
         params: dict | None = None,
         state: object = None,
         losses: list | None = None,
+        skipped: int = 0,
     ) -> NonFiniteLossError:
         hint = f"lower the learning rate (now {lr:g})" if lr is not None else "lower the learning rate"
         what = (
-            f"the parameters became NaN or infinite at step {step} (loss {loss:.6g})"
+            f"the gradient or the parameters became NaN or infinite at step {step} (loss {loss:.6g})"
             if loss == loss and abs(loss) != float("inf")
             else f"the loss became {loss} at step {step}"
         )
+        if skipped:
+            what += f" and stayed so for {skipped} steps in a row (fit skips up to max_skipped_steps={skipped})"
         resume = (
             " The last parameters with a finite loss are in error.params: resume with "
             "fit(..., init_params=error.params)."
@@ -104,3 +111,14 @@ def check_latent_sites(guide_name: str, sites: Iterable[dict], amortized_name: s
             "Use an empty guide (def guide(*args, **kwargs): pass) or check that latents are not "
             "all observed."
         )
+
+
+def skipped_warning(steps: list[int], num_steps: int) -> str:
+    """The warning ``fit`` gives when it skipped ``steps`` (of ``num_steps``)."""
+    shown = ", ".join(str(s) for s in steps[:5]) + (", ..." if len(steps) > 5 else "")
+    return (
+        f"fit skipped {len(steps)} of {num_steps} steps whose loss or gradient was not finite "
+        f"(steps {shown}): the guide drew points where the model's log density or its gradient "
+        "is not finite in this precision. If this happens often, lower the learning rate or "
+        "start closer to the data; FitResult.skipped_steps lists them."
+    )

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.svi import SVIState
 from tqdm.auto import tqdm
 
-from .checks import NonFiniteLossError
+from .checks import MAX_SKIPPED_STEPS, NonFiniteLossError, skipped_warning
+from .guard import CLIP_FACTOR, GuardedOptim
 
 __all__ = ["fit", "FitResult"]
 
@@ -27,13 +30,17 @@ class FitResult:
 
     Args:
         params: the fitted parameters, ``{name: value}``, constrained.
-        losses: the loss (negative ELBO) of every step.
-        state: the final ``SVIState`` (continue with ``svi.update``).
+        losses: the loss (negative ELBO) of every step (skipped steps included, as computed).
+        state: the final ``SVIState`` of the given optimiser (continue with ``svi.update``).
+        skipped_steps: the steps skipped because their loss or gradient was not finite.
+        clipped_steps: how many steps had their gradient clipped.
     """
 
     params: dict
     losses: list[float]
     state: object = None
+    skipped_steps: list[int] = field(default_factory=list)
+    clipped_steps: int = 0
 
 
 def fit(
@@ -47,12 +54,19 @@ def fit(
     progress_bar: bool = True,
     loss=None,
     init_params: dict | None = None,
+    max_skipped_steps: int = MAX_SKIPPED_STEPS,
+    clip_factor: float = CLIP_FACTOR,
     **kwargs,
 ) -> FitResult:
     """Run ``num_steps`` SVI steps (default Adam(1e-2), ``Trace_ELBO(num_particles)``), compiled
     in chunks of :data:`CHUNK` steps, from ``init_params`` (constrained values, e.g. a previous
-    ``FitResult.params``) when given. Raises :class:`NonFiniteLossError` at the first step whose
-    loss or updated parameters are NaN or infinite, carrying the last state with a finite loss.
+    ``FitResult.params``) when given.
+
+    Every step goes through :class:`~numpyro_iaf.guard.GuardedOptim`: a step whose loss or
+    gradient is not finite is skipped (nothing is updated; the next step draws anew), and a
+    gradient more than ``clip_factor`` times the median norm of the last 50 steps is scaled down
+    to that. After ``max_skipped_steps`` skipped steps in a row, :class:`NonFiniteLossError` is
+    raised at the first of them, carrying the last state with a finite loss.
 
     Args:
         model: the model.
@@ -67,46 +81,68 @@ def fit(
         loss: the ELBO; None gives ``Trace_ELBO(num_particles)``.
         init_params: constrained parameter values to start from, e.g. ``FitResult.params`` or
             ``NonFiniteLossError.params``.
+        max_skipped_steps: non-finite steps in a row that are skipped before raising.
+        clip_factor: gradients are clipped at this multiple of the recent median norm
+            (``math.inf``: never).
     """
-    optim = optim if optim is not None else numpyro.optim.Adam(1e-2)
+    inner = optim if optim is not None else numpyro.optim.Adam(1e-2)
+    guarded = GuardedOptim(inner, clip_factor=clip_factor)
     loss = loss if loss is not None else Trace_ELBO(num_particles=num_particles)
-    svi = SVI(model, guide, optim, loss)
+    svi = SVI(model, guide, guarded, loss)
     state = svi.init(jax.random.PRNGKey(seed), *args, init_params=init_params, **kwargs)
 
     def step(carry, i):
-        """One update. At the first unhealthy step (loss or new parameters not finite) ``good``
-        keeps the last state whose loss was finite: this step's when only its update failed."""
-        state, prev, good, bad = carry
+        """One update. ``good`` is the last state whose loss was finite when a run of skipped
+        steps began at step ``first``; ``failed`` once the run reaches ``max_skipped_steps``."""
+        state, prev, good, first, run, failed = carry
         new_state, value = svi.update(state, *args, **kwargs)
-        finite = jnp.isfinite(value)
-        healthy = finite
-        for p in jax.tree.leaves(svi.optim.get_params(new_state.optim_state)):
-            healthy &= jnp.isfinite(p).all()
-        first = (bad < 0) & ~healthy
-        bad = jnp.where(first, i, bad)
-        pick = jax.tree.map(lambda a, b: jnp.where(finite, a, b), state, prev)
-        good = jax.tree.map(lambda a, b: jnp.where(first, a, b), pick, good)
-        return (new_state, state, good, bad), value
+        guard = new_state.optim_state[1][1]
+        skipped = guard.skipped
+        new_state = new_state._replace(
+            mutable_state=jax.tree.map(lambda a, b: jnp.where(skipped, a, b), state.mutable_state,
+                                       new_state.mutable_state))
+        start = skipped & (run == 0) & ~failed
+        pick = jax.tree.map(lambda a, b: jnp.where(jnp.isfinite(value), a, b), state, prev)
+        good = jax.tree.map(lambda a, b: jnp.where(start, a, b), pick, good)
+        first = jnp.where(start, i, first)
+        run = jnp.where(skipped, run + 1, 0)
+        failed = failed | (run >= max_skipped_steps)
+        prev = jax.tree.map(lambda a, b: jnp.where(skipped, a, b), prev, state)
+        return (new_state, prev, good, first, run, failed), (value, skipped, guard.clipped)
 
     @partial(jax.jit, static_argnums=2)
-    def run_chunk(state, prev, length: int):
-        carry = (state, prev, state, jnp.int32(-1))
-        (state, prev, good, bad), values = jax.lax.scan(step, carry, jnp.arange(length, dtype=jnp.int32))
-        return state, prev, good, bad, values
+    def run_chunk(carry, offset, length: int):
+        carry, (values, skipped, clipped) = jax.lax.scan(step, carry, offset + jnp.arange(length, dtype=jnp.int32))
+        return carry, values, skipped, clipped
 
     losses: list[float] = []
-    prev = state
+    skipped_steps: list[int] = []
+    clipped_steps = 0
+    carry = (state, state, state, jnp.int32(-1), jnp.int32(0), jnp.array(False))
     with tqdm(total=num_steps, disable=not progress_bar, desc="SVI") as bar:
         while len(losses) < num_steps:
-            state, prev, good, bad, chunk = run_chunk(state, prev, min(CHUNK, num_steps - len(losses)))
-            chunk, bad = np.asarray(chunk), int(bad)
-            if bad >= 0:
-                losses.extend(chunk[:bad].tolist())
-                params = svi.get_params(good)
+            offset = len(losses)
+            carry, chunk, skipped, clipped = run_chunk(carry, jnp.int32(offset), min(CHUNK, num_steps - offset))
+            chunk, skipped = np.asarray(chunk), np.asarray(skipped)
+            if bool(carry[5]):
+                first = int(carry[3])
+                losses.extend(chunk[: first - offset].tolist())
+                good = _unwrap(guarded, carry[2])
                 raise NonFiniteLossError.at_step(
-                    len(losses), float(chunk[bad]), None, params=params, state=good, losses=losses
+                    first, float(chunk[first - offset]), None, params=svi.get_params(carry[2]), state=good,
+                    losses=losses, skipped=max_skipped_steps,
                 )
             losses.extend(chunk.tolist())
+            skipped_steps.extend((offset + np.flatnonzero(skipped)).tolist())
+            clipped_steps += int(np.asarray(clipped).sum())
             bar.update(len(chunk))
             bar.set_postfix(loss=f"{chunk[-1]:.4g}")
-    return FitResult(svi.get_params(state), losses, state)
+    state = carry[0]
+    if skipped_steps:
+        warnings.warn(skipped_warning(skipped_steps, num_steps), RuntimeWarning, stacklevel=2)
+    return FitResult(svi.get_params(state), losses, _unwrap(guarded, state), skipped_steps, clipped_steps)
+
+
+def _unwrap(guarded: GuardedOptim, state: SVIState) -> SVIState:
+    """``state`` with the wrapped optimiser's own state, to continue with a plain ``SVI``."""
+    return state._replace(optim_state=guarded.inner_state(state.optim_state))

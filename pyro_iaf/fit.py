@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyro
 import torch
@@ -13,7 +14,8 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.util import torch_item, zero_grads
 from tqdm.auto import tqdm
 
-from .checks import NonFiniteLossError
+from .checks import MAX_SKIPPED_STEPS, NonFiniteLossError, skipped_warning
+from .guard import CLIP_FACTOR, GradientGuard
 
 __all__ = ["fit", "FitResult"]
 
@@ -27,11 +29,15 @@ class FitResult:
         params: the fitted parameters, ``{name: value}``, constrained.
         losses: the loss (negative ELBO) of every step.
         state: the param store's ``get_state()`` at the end (load it with ``set_state``).
+        skipped_steps: the steps skipped because their loss or gradient was not finite.
+        clipped_steps: how many steps had their gradient clipped.
     """
 
     params: dict[str, torch.Tensor]
     losses: list[float]
     state: object = None
+    skipped_steps: list[int] = field(default_factory=list)
+    clipped_steps: int = 0
 
 
 def fit(
@@ -45,13 +51,18 @@ def fit(
     progress_bar: bool = True,
     loss=None,
     init_params: dict | None = None,
+    max_skipped_steps: int = MAX_SKIPPED_STEPS,
+    clip_factor: float = CLIP_FACTOR,
     **kwargs,
 ) -> FitResult:
     """Run ``num_steps`` SVI steps (default Adam(1e-2), ``Trace_ELBO`` with vectorized particles)
     from ``init_params`` (constrained values, e.g. a previous ``FitResult.params``) when given.
 
-    Raises :class:`NonFiniteLossError` at the first step whose loss or updated parameters are NaN
-    or infinite, with the param store set back to the last point whose loss was finite.
+    A step whose loss, gradient or updated parameters are not finite is skipped (the param store
+    is set back; the next step draws anew), and a gradient more than ``clip_factor`` times the
+    median norm of the last 50 steps is scaled down to that. After ``max_skipped_steps`` skipped
+    steps in a row, :class:`NonFiniteLossError` is raised at the first of them, with the param
+    store set back to the last point whose loss was finite.
 
     Args:
         model: the model.
@@ -66,6 +77,9 @@ def fit(
         loss: the ELBO; None gives ``Trace_ELBO(num_particles)``.
         init_params: constrained parameter values to start from, e.g. ``FitResult.params`` or
             ``NonFiniteLossError.params``.
+        max_skipped_steps: non-finite steps in a row that are skipped before raising.
+        clip_factor: gradients are clipped at this multiple of the recent median norm
+            (``math.inf``: never).
     """
     pyro.set_rng_seed(seed)
     optim = optim if optim is not None else pyro.optim.Adam({"lr": 1e-2})
@@ -75,30 +89,48 @@ def fit(
     if init_params is not None:
         _load_params(svi, init_params, args, kwargs)
         pyro.set_rng_seed(seed)
+    guard = GradientGuard(clip_factor)
     losses: list[float] = []
-    previous = None  # the param store before the last finite step: optimizers update in place
+    skipped_steps: list[int] = []
+    clipped_steps = 0
+    previous = None  # the param store before the last applied step: optimizers update in place
+    first, good = -1, None  # the first step of a run of skipped steps; the point kept for it
     with tqdm(range(num_steps), disable=not progress_bar, desc="SVI") as bar:
         for step in bar:
-            lr = getattr(optim, "pt_optim_args", {}).get("lr")
             try:
                 value, params = _loss_and_grads(svi, args, kwargs)
             except ValueError as error:  # validation saw NaN/Inf values before the loss did
                 if "invalid values" not in str(error):
                     raise
-                raise _error(step, math.nan, lr, previous or _snapshot(), losses) from error
+                value, params = math.nan, set(pyro.get_param_store()._params.values())
             before = _snapshot()
-            if not math.isfinite(value):  # the loss at `before` failed: go back one more step
-                raise _error(step, value, lr, previous or before, losses)
-            svi.optim(params)
+            norm, clipped = guard.clip(params)
+            applied = math.isfinite(value) and math.isfinite(norm)
+            if applied:
+                svi.optim(params)
+                applied = _all_params_finite()
             zero_grads(params)
-            if not _all_params_finite():  # only the update failed
-                raise _error(step, value, lr, before, losses)
-            previous = before
+            if applied:
+                guard.accept(norm)
+                clipped_steps += clipped
+                previous, first = before, -1
+            else:
+                _restore(before)
+                skipped_steps.append(step)
+                if first < 0:  # a run of skipped steps begins: keep the last point with a finite loss
+                    first = step
+                    good = before if math.isfinite(value) else (previous or before)
+                if step - first + 1 >= max_skipped_steps:
+                    lr = getattr(optim, "pt_optim_args", {}).get("lr")
+                    raise _error(first, losses[first] if first < len(losses) else value, lr, good,
+                                 losses[:first], max_skipped_steps)
             losses.append(value)
             if step % 100 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
+    if skipped_steps:
+        warnings.warn(skipped_warning(skipped_steps, num_steps), RuntimeWarning, stacklevel=2)
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
-    return FitResult(params, losses, pyro.get_param_store().get_state())
+    return FitResult(params, losses, pyro.get_param_store().get_state(), skipped_steps, clipped_steps)
 
 
 def _loss_and_grads(svi: SVI, args, kwargs) -> tuple[float, set]:
@@ -118,17 +150,28 @@ def _snapshot() -> dict:
     return _copy(pyro.get_param_store().get_state())
 
 
+def _restore(state: dict) -> None:
+    """Copy the values of a :func:`_snapshot` back into the param store's own tensors (in place:
+    the optimiser keeps its state, which is keyed by tensor)."""
+    params = pyro.get_param_store()._params
+    with torch.no_grad():
+        for name, value in state["params"].items():
+            if name in params:
+                params[name].copy_(value)
+
+
 def _copy(state: dict) -> dict:
     params = {k: v.detach().clone().requires_grad_(v.requires_grad) for k, v in state["params"].items()}
     return {"params": params, "constraints": dict(state["constraints"])}
 
 
-def _error(step: int, value: float, lr, state: dict, losses: list) -> NonFiniteLossError:
+def _error(step: int, value: float, lr, state: dict, losses: list, skipped: int) -> NonFiniteLossError:
     """The error for ``step``, with the param store set back to the finite ``state``."""
     store = pyro.get_param_store()
     store.set_state(_copy(state))
     params = {k: v.detach().clone() for k, v in store.items()}
-    return NonFiniteLossError.at_step(step, value, lr, params=params, state=state, losses=losses)
+    return NonFiniteLossError.at_step(step, value, lr, params=params, state=state, losses=losses,
+                                      skipped=skipped)
 
 
 def _load_params(svi: SVI, init_params: dict, args, kwargs) -> None:

@@ -1,0 +1,114 @@
+"""``GuardedOptim``: the optimiser ``fit`` steps with. It skips a step whose loss or gradient is
+not finite and clips a gradient far larger than the recent ones before the wrapped optimiser
+sees it (one draw in a region where the model's log density is astronomically small would
+otherwise blow up Adam's second moment and freeze the parameters for thousands of steps).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from numpyro.optim import _NumPyroOptim
+
+__all__ = ["GuardedOptim", "GuardState", "CLIP_FACTOR", "HISTORY", "MIN_HISTORY"]
+
+#: A gradient whose norm exceeds this multiple of the median of the recent norms is clipped to it.
+CLIP_FACTOR = 10.0
+#: How many recent gradient norms (of applied steps) the median is taken over.
+HISTORY = 50
+#: Clipping starts once this many norms are in the history.
+MIN_HISTORY = 10
+
+
+class GuardState(NamedTuple):
+    """``norms [HISTORY]``: recent gradient norms (NaN where unfilled), ``count``: steps applied,
+    ``skipped`` / ``clipped``: whether the last step was skipped / clipped (booleans)."""
+
+    norms: jnp.ndarray
+    count: jnp.ndarray
+    skipped: jnp.ndarray
+    clipped: jnp.ndarray
+
+
+def _finite(tree) -> jnp.ndarray:
+    ok = jnp.array(True)
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
+            ok &= jnp.isfinite(leaf).all()
+    return ok
+
+
+def global_norm(tree) -> jnp.ndarray:
+    """sqrt of the sum of squares of every leaf (infinite when the squares overflow)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
+
+
+class GuardedOptim(_NumPyroOptim):
+    """Wraps a NumPyro optimiser; its state is ``(i, (inner_state, GuardState))``.
+
+    A step is *skipped* (parameters and the wrapped optimiser's state unchanged; the next step
+    draws anew) when the loss, the gradient's norm or the updated state is not finite. Otherwise
+    the gradient is scaled down to ``clip_factor`` times the median norm of the last ``history``
+    applied steps when it is larger (from the ``min_history``-th step on).
+
+    Args:
+        inner: the optimiser to guard (e.g. ``numpyro.optim.Adam(1e-2)``).
+        clip_factor: clip threshold as a multiple of the recent median norm (``inf``: no clipping).
+        history: number of recent norms kept.
+        min_history: norms needed before clipping starts.
+    """
+
+    def __init__(self, inner: _NumPyroOptim, clip_factor: float = CLIP_FACTOR, history: int = HISTORY,
+                 min_history: int = MIN_HISTORY):
+        self.inner = inner
+        self.clip_factor = float(clip_factor)
+        self.history = int(history)
+        self.min_history = int(min_history)
+        self.update_with_value = inner.update_with_value
+
+    def init(self, params):
+        i, state = self.inner.init(params)
+        guard = GuardState(jnp.full(self.history, jnp.nan, jnp.float32), jnp.int32(0),
+                           jnp.array(False), jnp.array(False))
+        return i, (state, guard)
+
+    def get_params(self, state):
+        i, (inner_state, _) = state
+        return self.inner.get_params((i, inner_state))
+
+    def inner_state(self, state):
+        """The wrapped optimiser's own state ``(i, inner_state)``."""
+        i, (inner_state, _) = state
+        return i, inner_state
+
+    def update(self, g, state, value=None):
+        return self._guarded_update(g, state, value)
+
+    def eval_and_update(self, fn, state, forward_mode_differentiation: bool = False):
+        params = self.get_params(state)
+        if forward_mode_differentiation:
+            out, aux = fn(params)
+            grads = jax.jacfwd(lambda p: fn(p)[0])(params)
+        else:
+            (out, aux), grads = jax.value_and_grad(fn, has_aux=True)(params)
+        return (out, aux), self._guarded_update(grads, state, out)
+
+    def _guarded_update(self, grads, state, value):
+        i, (inner_state, guard) = state
+        norm = global_norm(grads)
+        median = jnp.nanmedian(guard.norms)
+        limit = jnp.where(guard.count >= self.min_history, self.clip_factor * median, jnp.inf)
+        clipped = jnp.isfinite(norm) & (norm > limit)
+        grads = jax.tree.map(lambda g: jnp.where(clipped, g * (limit / norm).astype(g.dtype), g), grads)
+        new_i, new_inner = self.inner.update(grads, (i, inner_state), value=value)
+        ok = jnp.isfinite(norm) & _finite(new_inner)
+        if value is not None:
+            ok &= jnp.isfinite(value)
+        kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old), (new_i, new_inner), (i, inner_state))
+        applied = jnp.minimum(norm, limit)
+        norms = jnp.where(ok, guard.norms.at[guard.count % self.history].set(applied.astype(jnp.float32)),
+                          guard.norms)
+        guard = GuardState(norms, guard.count + ok.astype(jnp.int32), ~ok, ok & clipped)
+        return kept[0], (kept[1], guard)
