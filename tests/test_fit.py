@@ -85,13 +85,90 @@ def test_pyro_nan_loss_without_validation_keeps_the_step_before():
 
 def test_overflow_keeps_the_initial_point(backend):
     """lr=1e25: the first update sends every parameter to ~1e25 (finite), whose loss overflows;
-    the point kept is the last one with a finite loss, the initial one."""
+    the steps after it are skipped until ``max_skipped_steps`` in a row, then the point kept is
+    the last one with a finite loss, the initial one."""
     P = Ns(backend.name)
     model, args = _walled_model(P)
     guide = backend.pkg.AutoIAFNormal(model)
-    with pytest.raises(backend.pkg.NonFiniteLossError, match=r"at step 1\b") as info:
-        _fit(backend, model, guide, args, lr=1e25, steps=5)
+    with pytest.raises(backend.pkg.NonFiniteLossError, match=r"at step 1\b.*10 steps in a row") as info:
+        _fit(backend, model, guide, args, lr=1e25, steps=30)
     w = info.value.params["w"]
     assert float(np.asarray(backend.numpy(w) if backend.name == "pyro" else w)) == 0.0
     assert all(np.isfinite(v).all() and np.abs(v).max() < 10 for v in _arrays(backend, info.value.params))
     assert len(info.value.losses) == 1 and np.isfinite(info.value.losses[0])
+
+
+def _cliff_model(P: Ns, cliff: float):
+    """``x ~ N(0, 1)``, ``y = 1 ~ N(x, 1)`` (posterior N(0.5, 0.5)), with log density -inf for
+    ``x > cliff``: a draw past it has an infinite loss and a NaN gradient."""
+
+    def model(y):
+        x = P.ppl.sample("x", P.dist.Normal(0.0, 1.0))
+        P.ppl.sample("y", P.dist.Normal(x, 1.0), obs=y)
+        P.ppl.factor("cliff", P.ops.where(x > cliff, P.array(-np.inf), P.array(0.0)))
+
+    return model, (P.array(1.0),)
+
+
+def test_a_rare_nonfinite_draw_is_skipped(backend):
+    """Draws past the cliff (about 2% of the posterior's) are skipped steps, not an error: the fit
+    finishes at the posterior, says how many it skipped and warns."""
+    P = Ns(backend.name)
+    model, args = _cliff_model(P, 1.6)
+    guide = backend.pkg.AutoIAFNormal(model)
+    with pytest.warns(RuntimeWarning, match=r"fit skipped \d+ of 600 steps"):
+        result = _fit(backend, model, guide, args, lr=2e-2, steps=600, seed=1)
+    assert 1 <= len(result.skipped_steps) < 60, result.skipped_steps
+    assert len(result.losses) == 600
+    assert all(np.isfinite(v).all() for v in _arrays(backend, result.params))
+    median = float(backend.median(guide, result.params, args)["x"])
+    assert abs(median - 0.5) < 0.15, median
+
+
+def _guarded_steps(backend, grads: list[np.ndarray], clip_factor: float, lr: float = 0.01) -> np.ndarray:
+    """The parameter after each of Adam(lr) steps on ``grads`` through fit's gradient guard."""
+    if backend.name == "numpyro":
+        import jax.numpy as jnp
+        import numpyro
+
+        from numpyro_iaf.guard import GuardedOptim
+
+        optim = GuardedOptim(numpyro.optim.Adam(lr), clip_factor=clip_factor)
+        state = optim.init(jnp.zeros(2))
+        path = []
+        for g in grads:
+            state = optim.update(jnp.asarray(g, jnp.float32), state, value=jnp.float32(0.0))
+            path.append(np.asarray(optim.get_params(state)))
+        return np.array(path)
+    import torch
+
+    from pyro_iaf.guard import GradientGuard
+
+    w = torch.zeros(2, requires_grad=True)
+    adam, guard = torch.optim.Adam([w], lr=lr), GradientGuard(clip_factor)
+    path = []
+    for g in grads:
+        w.grad = torch.as_tensor(g, dtype=torch.float32)
+        norm, _ = guard.clip([w])
+        adam.step()
+        guard.accept(norm)
+        path.append(w.detach().numpy().copy())
+    return np.array(path)
+
+
+def test_the_guard_clips_an_outlier_gradient_that_would_freeze_adam(backend):
+    """One gradient 1e15 times the others: unclipped, Adam's second moment takes it in and the
+    parameter hardly moves for the next 100 steps; clipped at 10x the recent median, it moves as
+    before. Without an outlier the guard changes nothing (bit for bit)."""
+    rng = np.random.default_rng(0)
+    normal = [np.array([1.0, -1.0]) * (1 + 0.1 * rng.standard_normal()) for _ in range(130)]
+    outlier = normal[:30] + [np.array([1e15, 0.0])] + normal[30:]
+    frozen = _guarded_steps(backend, outlier, np.inf)
+    guarded = _guarded_steps(backend, outlier, 10.0)
+    moved_frozen = frozen[40, 0] - frozen[-1, 0]  # the 90 steps after the outlier's momentum
+    moved_guarded = guarded[40, 0] - guarded[-1, 0]
+    assert moved_frozen < 0.05, moved_frozen  # 90 steps of lr=0.01 would move it by ~0.9
+    assert moved_guarded > 0.4, moved_guarded  # Adam still feels the clipped step (10x the median)
+    # the second coordinate never saw the outlier: it moved by ~lr a step in both
+    assert guarded[-1, 1] > 1.2 and frozen[-1, 1] > 1.2
+    np.testing.assert_array_equal(_guarded_steps(backend, normal, 10.0), _guarded_steps(backend, normal, np.inf))
