@@ -562,6 +562,53 @@ def _mean(xs: list[float | None]) -> float:
     return float("nan") if any(x is None for x in xs) else sum(xs) / len(xs)
 
 
+def table_fit_guard(*names: str) -> str:
+    """Today's ``fit`` (gradient clipping, skipped non-finite steps) against the previous one, per
+    model, from ``docs/bench/<name>`` (``python -m models.bench.fit_guard``)."""
+    rows: list[dict] = []
+    config = None
+    for name in names:
+        data = _load(name)
+        config = config or data["config"]
+        rows += data["rows"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+
+    def elbo(run: dict) -> float | None:
+        return run["elbo"] if run["error"] is None and _finite(run["elbo"]) else None
+
+    lines = ["| model | seeds | steps clipped (mean) | steps skipped | ELBO, today's `fit` | ELBO, previous `fit` | "
+             "today - previous |", "|---|---:|---:|---:|---:|---:|---:|"]
+    same = worse = 0
+    for model in models:
+        runs = [r for r in rows if r["model"] == model]
+        today = [elbo(r["guarded"]) for r in runs]
+        before = [elbo(r["previous"]) if r["previous"] else elbo(r["guarded"]) for r in runs]
+        errors = [r["previous"]["error"] for r in runs if r["previous"] and r["previous"]["error"]]
+        clipped = [r["guarded"]["clipped"] or 0 for r in runs]
+        skipped = sum(r["guarded"]["skipped"] or 0 for r in runs)
+        a, b = _mean(today), _mean(before)
+        if not any(r["previous"] for r in runs):
+            same += 1
+            diff = "same runs"
+        elif _finite(a) and _finite(b):
+            diff = f"{a - b:+.2f}"
+            if a < b - max(1.0, 0.01 * abs(b)):
+                worse += 1
+                diff = f"**{diff}**"
+        else:
+            diff = "-"
+        prev = f"{b:.2f}" if _finite(b) else ("raised `NonFiniteLossError` in " f"{len(errors)} of {len(runs)}"
+                                               if errors else "not finite")
+        now = f"{a:.2f}" if _finite(a) else "not finite"
+        lines.append(f"| `{model}` | {len(runs)} | {sum(clipped) / len(runs):.1f} | {skipped} | {now} | {prev} | {diff} |")
+    lr = f"Adam {config['lr']:g}" + (f" decaying to {config['final_lr']:g}" if config["final_lr"] else "")
+    lines.append(f"\n{len(models)} models, {config['particles']} particle(s), {config['steps']} steps, {lr}, "
+                 f"ELBO from {config['draws']} draws, mean over seeds. {same} of {len(models)} had no step clipped or "
+                 f"skipped in any seed (the same runs as before); today's `fit` is below the previous one by more "
+                 f"than noise (1 nat or 1%) on {worse}.")
+    return "\n".join(lines)
+
+
 TABLES: dict[str, Callable[..., str]] = {
     "autoguide_headline": table_autoguide_headline,
     "autoguide_by_dimension": table_autoguide_by_dimension,
@@ -576,6 +623,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "gpu_resnet_vae": table_gpu_resnet_vae,
     "cpu_resnet_vae": table_cpu_resnet_vae,
     "posteriordb_fit": table_posteriordb_fit,
+    "fit_guard": table_fit_guard,
     "accuracy_posteriordb": table_accuracy_posteriordb,
     "posteriordb_guides": table_posteriordb_guides,
     "quality_time": table_quality_time,

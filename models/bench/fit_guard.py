@@ -1,5 +1,6 @@
-"""What ``fit``'s gradient guard changes: each model fitted with the guard's clipping on (the
-default) and, where it clipped a step, again with it off (``clip_factor=inf``), same seed.
+"""What ``fit``'s guards change: each model fitted with today's ``fit`` and, where it clipped or
+skipped a step, again as the previous ``fit`` did (no clipping, ``clip_factor=inf``; the first
+non-finite step raises, ``max_skipped_steps=1``), same seed.
 
     python -m models.bench.fit_guard --backend numpyro --suite both --seeds 3 \\
         --out docs/bench/fit_guard_numpyro.json
@@ -8,8 +9,9 @@ default) and, where it clipped a step, again with it off (``clip_factor=inf``), 
 
 ``AutoIAFNormal(model)`` at every default under ``numpyro_iaf.fit`` / ``pyro_iaf.fit`` (Adam
 ``--lr``, decaying to ``--final-lr`` when given, ``--particles``, ``--steps``); the ELBO from
-``--draws`` draws. A run in which no step was clipped is the same run either way (the guard
-only rescales a clipped gradient), so only those with a clipped step are run twice. Rows are
+``--draws`` draws. A run in which no step was clipped or skipped is the same run either way (the
+guard only rescales a clipped gradient and holds back a non-finite one), so only those are run
+twice. Rows are
 written after each model (``--out``; an existing file is resumed). Prints the rows that changed.
 """
 
@@ -23,11 +25,14 @@ import warnings
 from pathlib import Path
 
 from models.compare.accuracy import Recipe, make_optim
+from numpyro_iaf.checks import MAX_SKIPPED_STEPS
+from numpyro_iaf.guard import CLIP_FACTOR
 from models.posteriordb import POSTERIOR_NAMES
 from models.targets import MODELS, get_model
 
 
-def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, draws: int) -> dict:
+def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, max_skipped: int,
+                  draws: int) -> dict:
     """``{"elbo", "clipped", "skipped", "error", "seconds"}`` of one fit."""
     t0 = time.perf_counter()
     row = {"elbo": None, "clipped": None, "skipped": None, "error": None}
@@ -45,7 +50,8 @@ def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, draws: in
                 guide = numpyro_iaf.AutoIAFNormal(spec.model)
                 result = numpyro_iaf.fit(spec.model, guide, *args, optim=optim, num_steps=recipe.steps,
                                          num_particles=recipe.particles, seed=seed, progress_bar=False,
-                                         clip_factor=clip_factor, **kwargs)
+                                         clip_factor=clip_factor, max_skipped_steps=max_skipped,
+                                         **kwargs)
                 loss = Trace_ELBO(num_particles=draws).loss(jax.random.PRNGKey(seed + 1), result.params,
                                                             spec.model, guide, *args, **kwargs)
             else:
@@ -61,7 +67,7 @@ def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, draws: in
                 elbo = Trace_ELBO(num_particles=recipe.particles, vectorize_particles=False)
                 result = pyro_iaf.fit(spec.model, guide, *args, optim=optim, num_steps=recipe.steps,
                                       seed=seed, progress_bar=False, loss=elbo, clip_factor=clip_factor,
-                                      **kwargs)
+                                      max_skipped_steps=max_skipped, **kwargs)
                 with torch.no_grad():
                     pyro.set_rng_seed(seed + 1)
                     loss = Trace_ELBO(num_particles=draws, vectorize_particles=False).loss(
@@ -106,15 +112,17 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             spec = get_model(name, args.backend)
             row = {"model": name, "seed": seed, "suite": "posteriordb" if name in POSTERIOR_NAMES else "targets",
-                   "guarded": _fit_and_elbo(spec, recipe, seed, 10.0, args.draws), "unclipped": None}
-            if row["guarded"]["clipped"] != 0:  # None (an error) or some clipped steps: run without
-                row["unclipped"] = _fit_and_elbo(spec, recipe, seed, math.inf, args.draws)
+                   "guarded": _fit_and_elbo(spec, recipe, seed, CLIP_FACTOR, MAX_SKIPPED_STEPS, args.draws),
+                   "previous": None}
+            g = row["guarded"]
+            if g["clipped"] != 0 or g["skipped"] != 0:  # None (an error) or a step clipped/skipped
+                row["previous"] = _fit_and_elbo(spec, recipe, seed, math.inf, 1, args.draws)
             data["rows"].append(row)
             args.out.write_text(json.dumps(data, indent=1) + "\n")
-            g, u = row["guarded"], row["unclipped"]
+            g, u = row["guarded"], row["previous"]
             print(f"{name} seed {seed}: guarded {g['elbo']} (clipped {g['clipped']}, skipped {g['skipped']}"
                   f"{', ' + g['error'] if g['error'] else ''})"
-                  + (f"; unclipped {u['elbo']} {u['error'] or ''}" if u else ""), flush=True)
+                  + (f"; previous fit {u['elbo']} {u['error'] or ''}" if u else ""), flush=True)
 
 
 if __name__ == "__main__":
