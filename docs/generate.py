@@ -568,16 +568,19 @@ def table_fit_guard(*names: str) -> str:
     rows: list[dict] = []
     config = None
     for name in names:
-        data = _load(name)
-        config = config or data["config"]
-        rows += data["rows"]
+        if (BENCH / name).exists():
+            data = _load(name)
+            config = config or data["config"]
+            rows += data["rows"]
+    if not rows:
+        return "Not run yet: " + ", ".join(f"`docs/bench/{n}`" for n in names) + " is missing."
     models = list(dict.fromkeys(r["model"] for r in rows))
 
     def elbo(run: dict) -> float | None:
         return run["elbo"] if run["error"] is None and _finite(run["elbo"]) else None
 
-    lines = ["| model | seeds | steps clipped (mean) | steps skipped | ELBO, today's `fit` | ELBO, previous `fit` | "
-             "today - previous |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | seeds | steps clipped (mean) | steps skipped | ELBO, today's `fit` | "
+             "ELBO, previous `fit` | today - previous |", "|---|---:|---:|---:|---:|---:|---:|"]
     same = worse = 0
     for model in models:
         runs = [r for r in rows if r["model"] == model]
@@ -597,12 +600,13 @@ def table_fit_guard(*names: str) -> str:
                 diff = f"**{diff}**"
         else:
             diff = "-"
-        prev = f"{b:.2f}" if _finite(b) else ("raised `NonFiniteLossError` in " f"{len(errors)} of {len(runs)}"
-                                               if errors else "not finite")
+        raised = f"raised `NonFiniteLossError` in {len(errors)} of {len(runs)}"
+        prev = f"{b:.2f}" if _finite(b) else (raised if errors else "not finite")
         now = f"{a:.2f}" if _finite(a) else "not finite"
-        lines.append(f"| `{model}` | {len(runs)} | {sum(clipped) / len(runs):.1f} | {skipped} | {now} | {prev} | {diff} |")
+        lines.append(f"| `{model}` | {len(runs)} | {sum(clipped) / len(runs):.1f} | {skipped} | {now} | {prev} "
+                     f"| {diff} |")
     lr = f"Adam {config['lr']:g}" + (f" decaying to {config['final_lr']:g}" if config["final_lr"] else "")
-    lines.append(f"\n{len(models)} models, {config['particles']} particle(s), {config['steps']} steps, {lr}, "
+    lines.append(f"\n{len(models)} model(s), {config['particles']} particle(s), {config['steps']} steps, {lr}, "
                  f"ELBO from {config['draws']} draws, mean over seeds. {same} of {len(models)} had no step clipped or "
                  f"skipped in any seed (the same runs as before); today's `fit` is below the previous one by more "
                  f"than noise (1 nat or 1%) on {worse}.")

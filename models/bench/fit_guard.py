@@ -25,10 +25,10 @@ import warnings
 from pathlib import Path
 
 from models.compare.accuracy import Recipe, make_optim
-from numpyro_iaf.checks import MAX_SKIPPED_STEPS
-from numpyro_iaf.guard import CLIP_FACTOR
 from models.posteriordb import POSTERIOR_NAMES
 from models.targets import MODELS, get_model
+from numpyro_iaf.checks import MAX_SKIPPED_STEPS
+from numpyro_iaf.guard import CLIP_FACTOR
 
 
 def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, max_skipped: int,
