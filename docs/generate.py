@@ -603,12 +603,14 @@ def table_fit_guard(*names: str) -> str:
         raised = f"raised `NonFiniteLossError` in {len(errors)} of {len(runs)}"
         prev = f"{b:.2f}" if _finite(b) else (raised if errors else "not finite")
         now = f"{a:.2f}" if _finite(a) else "not finite"
-        lines.append(f"| `{model}` | {len(runs)} | {sum(clipped) / len(runs):.1f} | {skipped} | {now} | {prev} "
+        mean_clipped = sum(clipped) / len(runs)
+        lines.append(f"| `{model}` | {len(runs)} | {mean_clipped:.1f} | {skipped} | {now} | {prev} "
                      f"| {diff} |")
     lr = f"Adam {config['lr']:g}" + (f" decaying to {config['final_lr']:g}" if config["final_lr"] else "")
-    lines.append(f"\n{len(models)} model(s), {config['particles']} particle(s), {config['steps']} steps, {lr}, "
-                 f"ELBO from {config['draws']} draws, mean over seeds. {same} of {len(models)} had no step clipped or "
-                 f"skipped in any seed (the same runs as before); today's `fit` is below the previous one by more "
+    lines.append(f"\n{len(models)} model(s), {config['particles']} particle(s), {config['steps']} steps, "
+                 f"{lr}, ELBO from {config['draws']} draws, mean over seeds. {same} of {len(models)} had no "
+                 f"step clipped or skipped in any seed (the same runs as before); today's `fit` is below the "
+                 f"previous one by more "
                  f"than noise (1 nat or 1%) on {worse}.")
     return "\n".join(lines)
 

@@ -47,7 +47,8 @@ class NonFiniteLossError(FloatingPointError):
             else f"the loss became {loss} at step {step}"
         )
         if skipped:
-            what += f" and stayed so for {skipped} steps in a row (fit skips up to max_skipped_steps={skipped})"
+            what += (f" and stayed so for {skipped} steps in a row (fit skips up to "
+                     f"max_skipped_steps={skipped})")
         resume = (
             " The last parameters with a finite loss are in error.params: resume with "
             "fit(..., init_params=error.params)."

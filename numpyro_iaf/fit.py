@@ -112,7 +112,8 @@ def fit(
 
     @partial(jax.jit, static_argnums=2)
     def run_chunk(carry, offset, length: int):
-        carry, (values, skipped, clipped) = jax.lax.scan(step, carry, offset + jnp.arange(length, dtype=jnp.int32))
+        steps = offset + jnp.arange(length, dtype=jnp.int32)
+        carry, (values, skipped, clipped) = jax.lax.scan(step, carry, steps)
         return carry, values, skipped, clipped
 
     losses: list[float] = []
@@ -122,7 +123,8 @@ def fit(
     with tqdm(total=num_steps, disable=not progress_bar, desc="SVI") as bar:
         while len(losses) < num_steps:
             offset = len(losses)
-            carry, chunk, skipped, clipped = run_chunk(carry, jnp.int32(offset), min(CHUNK, num_steps - offset))
+            length = min(CHUNK, num_steps - offset)
+            carry, chunk, skipped, clipped = run_chunk(carry, jnp.int32(offset), length)
             chunk, skipped = np.asarray(chunk), np.asarray(skipped)
             if bool(carry[5]):
                 first = int(carry[3])

@@ -168,7 +168,8 @@ def test_fit_with_16_particles_keeps_arma11_on_course(seed):
     guide = AutoIAFNormal(spec.model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a skipped step warns
-        result = fit(spec.model, guide, *spec.model_args, optim=make_optim("numpyro", Recipe(1000, 16, 1e-2, 1e-4)),
+        optim = make_optim("numpyro", Recipe(1000, 16, 1e-2, 1e-4))
+        result = fit(spec.model, guide, *spec.model_args, optim=optim,
                      num_steps=1000, num_particles=16, seed=seed, progress_bar=False)
     final = float(np.mean(result.losses[-100:]))
     assert final < -50.0, (final, result.clipped_steps, result.skipped_steps)

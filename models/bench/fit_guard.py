@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
             if (name, seed) in done:
                 continue
             spec = get_model(name, args.backend)
-            row = {"model": name, "seed": seed, "suite": "posteriordb" if name in POSTERIOR_NAMES else "targets",
+            suite = "posteriordb" if name in POSTERIOR_NAMES else "targets"
+            row = {"model": name, "seed": seed, "suite": suite,
                    "guarded": _fit_and_elbo(spec, recipe, seed, CLIP_FACTOR, MAX_SKIPPED_STEPS, args.draws),
                    "previous": None}
             g = row["guarded"]
