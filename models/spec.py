@@ -53,7 +53,9 @@ class ModelSpec(Mapping):
     backend); ``raw_model`` is the written-once body that follows the current pyro-api backend.
     ``sites`` lists ``(name, shape)`` of the latents in flattening order; ``config`` the
     factory's arguments; ``data_digest`` identifies the data a stored reference was made for;
-    ``cache`` holds compiled helpers (e.g. ``api.log_joint`` in NumPyro).
+    ``cache`` holds compiled helpers (e.g. ``api.log_joint`` in NumPyro). ``batched``: the body
+    broadcasts over Pyro's vectorized particles (``Trace_ELBO(vectorize_particles=True)``; checked
+    by ``tests/test_models.py``); the posteriordb translations score one draw at a time.
     """
 
     name: str
@@ -67,6 +69,7 @@ class ModelSpec(Mapping):
     raw_model: Callable
     config: dict[str, Any] = field(default_factory=dict)
     data_digest: str = ""
+    batched: bool = True
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -187,6 +190,7 @@ def build_spec(
     reference: Reference | None,
     config: dict[str, Any],
     digest: str = "",
+    batched: bool = True,
 ) -> ModelSpec:
     """Bind ``raw_model`` to the current backend; NumPy arrays in ``args``/``kwargs`` become
     backend arrays (default float, i.e. float32, or int64/int32 for integer data); other values
@@ -208,4 +212,5 @@ def build_spec(
         raw_model=raw_model,
         config=dict(config),
         data_digest=digest,
+        batched=batched,
     )

@@ -63,8 +63,8 @@ def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, max_skipp
 
                 pyro.clear_param_store()
                 guide = pyro_iaf.AutoIAFNormal(spec.model)
-                # the posteriordb translations score one draw at a time: no vectorized particles
-                elbo = Trace_ELBO(num_particles=recipe.particles, vectorize_particles=False)
+                elbo = Trace_ELBO(num_particles=recipe.particles,
+                                  vectorize_particles=recipe.particles > 1 and spec.batched)
                 result = pyro_iaf.fit(spec.model, guide, *args, optim=optim, num_steps=recipe.steps,
                                       seed=seed, progress_bar=False, loss=elbo, clip_factor=clip_factor,
                                       max_skipped_steps=max_skipped, **kwargs)

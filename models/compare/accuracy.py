@@ -104,21 +104,25 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
     row = {"fit_s": math.nan, "mean_err": math.nan, "sd_err": math.nan, "pass": False,
            "khat": math.nan, "psis_mean_err": math.nan, "psis_sd_err": math.nan,
            "final_loss": math.nan, "note": ""}
+    loss = None  # fit's default
     if spec.backend == "numpyro":
         import jax
 
         from numpyro_iaf import NonFiniteLossError, fit
     else:
         import pyro
+        from pyro.infer import Trace_ELBO
 
         from pyro_iaf import NonFiniteLossError, fit
 
         pyro.clear_param_store()
+        if not spec.batched:  # the body scores one draw at a time: sequential particles
+            loss = Trace_ELBO(num_particles=recipe.particles, vectorize_particles=False)
     t0 = time.perf_counter()
     try:
         result = fit(spec.model, guide, *args, optim=make_optim(spec.backend, recipe),
                      num_steps=recipe.steps, num_particles=recipe.particles, seed=seed,
-                     progress_bar=False, **kwargs)
+                     progress_bar=False, loss=loss, **kwargs)
     except NonFiniteLossError as error:
         row["fit_s"] = time.perf_counter() - t0
         row["note"] = f"diverged: {str(error).splitlines()[0][:80]}"

@@ -131,4 +131,5 @@ def get_posterior(name: str, backend: str | None = None) -> ModelSpec:
     sites = tuple((n, s) for n, s, _ in program.sites(data))
     digest = data_digest(*[a for a in args if isinstance(a, np.ndarray)])
     with use_backend(backend or current_backend()):
-        return build_spec(name, program.model, args, {}, sites, _reference(name), {}, digest)
+        return build_spec(name, program.model, args, {}, sites, _reference(name), {}, digest,
+                          batched=False)

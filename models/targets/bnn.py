@@ -38,11 +38,13 @@ def bnn_model(x, y, hidden: int) -> None:
     sigma = pyro.sample("sigma", dist.HalfNormal(1.0))
     w1 = pyro.sample("w1", dist.Normal(0.0, 1.0).expand([1, hidden]).to_event(2))
     w2 = pyro.sample("w2", dist.Normal(0.0, 1.0).expand([hidden]).to_event(1))
-    # particles (if any) lead: [..., N, H] hidden activations
-    h = ops.tanh(x * w1 + b1[..., None, :])
-    mean = (h * w2[..., None, :]).sum(-1) + b2[..., None]
+    # Pyro's vectorized particles sit left of the data plate: b1 [P, 1, H], w1 [P, 1, 1, H],
+    # b2 and sigma [P, 1]; so the hidden activations are [P, N, H] (unbatched: [N, H]) and the
+    # data plate's batch dimension lines up with the latents' trailing 1
+    h = ops.tanh(x * w1[..., 0, :] + b1)
+    mean = (h * w2).sum(-1) + b2
     with pyro.plate("data", y.shape[-1]):
-        pyro.sample("y", dist.Normal(mean, sigma[..., None]), obs=y)
+        pyro.sample("y", dist.Normal(mean, sigma), obs=y)
 
 
 def bnn(N: int = 100, hidden: int = 16, seed: int = 0) -> ModelSpec:

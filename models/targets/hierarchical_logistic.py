@@ -48,10 +48,12 @@ def hierarchical_logistic_model(X, group, y, num_groups: int) -> None:
     zeros = ops.zeros_like(X[0])
     mu = pyro.sample("mu", dist.Normal(zeros, 2.0).to_event(1))
     sigma = pyro.sample("sigma", dist.HalfNormal(zeros + 1.0).to_event(1))
+    # written to broadcast over Pyro's vectorized particles (mu [P, 1, K], theta [P, J, K])
     with pyro.plate("groups", num_groups):
-        theta = pyro.sample("theta", dist.Normal(mu[..., None, :], sigma[..., None, :]).to_event(1))
+        theta = pyro.sample("theta", dist.Normal(mu, sigma).to_event(1))
     logits = (X * theta[..., group, :]).sum(-1)
-    pyro.sample("y", dist.Bernoulli(logits=logits).to_event(1), obs=y)
+    with pyro.plate("obs", y.shape[-1]):
+        pyro.sample("y", dist.Bernoulli(logits=logits), obs=y)
 
 
 def hierarchical_logistic(num_groups: int = 32, num_obs: int = 400, seed: int = 0) -> ModelSpec:
