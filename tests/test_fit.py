@@ -99,13 +99,14 @@ def test_overflow_keeps_the_initial_point(backend):
 
 
 def _cliff_model(P: Ns, cliff: float):
-    """``x ~ N(0, 1)``, ``y = 1 ~ N(x, 1)`` (posterior N(0.5, 0.5)), with log density -inf for
-    ``x > cliff``: a draw past it has an infinite loss and a NaN gradient."""
+    """``x ~ N(0, 1)``, ``y = 1 ~ N(x, 1)`` (posterior N(0.5, 0.5)), with a log density that is
+    NaN for ``x > cliff`` (a square root of a negative number): a draw past it has a NaN loss and
+    a NaN gradient."""
 
     def model(y):
         x = P.ppl.sample("x", P.dist.Normal(0.0, 1.0))
         P.ppl.sample("y", P.dist.Normal(x, 1.0), obs=y)
-        P.ppl.factor("cliff", P.ops.where(x > cliff, P.array(-np.inf), P.array(0.0)))
+        P.ppl.factor("cliff", P.ops.where(x > cliff, P.ops.sqrt(cliff - x), 0.0 * x))
 
     return model, (P.array(1.0),)
 
@@ -173,3 +174,24 @@ def test_the_guard_clips_an_outlier_gradient_that_would_freeze_adam(backend):
     assert guarded[-1, 1] > 1.2 and frozen[-1, 1] > 1.2
     unclipped = _guarded_steps(backend, normal, np.inf)
     np.testing.assert_array_equal(_guarded_steps(backend, normal, 10.0), unclipped)
+
+
+def test_guarded_optim_serves_plain_numpyro_svi():
+    """``numpyro_iaf.guard.GuardedOptim`` wraps any NumPyro optimiser for a plain ``SVI``: the
+    draws past the cliff are skipped there too, and the parameters stay finite."""
+    import jax
+    import numpyro
+    from numpyro.infer import SVI, Trace_ELBO
+
+    from numpyro_iaf import AutoIAFNormal
+    from numpyro_iaf.guard import GuardedOptim
+
+    P = Ns("numpyro")
+    model, args = _cliff_model(P, 1.6)
+    guide = AutoIAFNormal(model)
+    svi = SVI(model, guide, GuardedOptim(numpyro.optim.Adam(2e-2)), Trace_ELBO())
+    result = svi.run(jax.random.PRNGKey(1), 600, *args, progress_bar=False)
+    assert (~np.isfinite(np.asarray(result.losses))).sum() >= 1  # some draws were past the cliff
+    assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(result.params))
+    median = float(guide.median(result.params)["x"])
+    assert abs(median - 0.5) < 0.15, median
