@@ -126,13 +126,13 @@ def fit(
             length = min(CHUNK, num_steps - offset)
             carry, chunk, skipped, clipped = run_chunk(carry, jnp.int32(offset), length)
             chunk, skipped = np.asarray(chunk), np.asarray(skipped)
-            if bool(carry[5]):
+            if bool(carry[5]):  # the failing run may have begun in an earlier chunk
                 first = int(carry[3])
-                losses.extend(chunk[: first - offset].tolist())
+                seen = losses + chunk.tolist()
                 good = _unwrap(guarded, carry[2])
                 raise NonFiniteLossError.at_step(
-                    first, float(chunk[first - offset]), None, params=svi.get_params(carry[2]), state=good,
-                    losses=losses, skipped=max_skipped_steps,
+                    first, float(seen[first]), None, params=svi.get_params(carry[2]), state=good,
+                    losses=seen[:first], skipped=max_skipped_steps,
                 )
             losses.extend(chunk.tolist())
             skipped_steps.extend((offset + np.flatnonzero(skipped)).tolist())

@@ -64,6 +64,23 @@ def test_nan_keeps_the_last_finite_point_and_resume_finishes(backend):
     assert abs(float(median) - 0.5) < 0.2, median
 
 
+def test_a_failing_run_across_chunks_reports_its_first_step(monkeypatch):
+    """NumPyro compiles CHUNK steps at a time: a run of skipped steps that begins in one chunk
+    and reaches max_skipped_steps in a later one still names its first step and keeps the
+    losses before it."""
+    import importlib
+
+    from backends import NumPyroAdapter
+
+    monkeypatch.setattr(importlib.import_module("numpyro_iaf.fit"), "CHUNK", 3)
+    backend = NumPyroAdapter()
+    model, args = _walled_model(Ns("numpyro"))
+    with pytest.raises(backend.pkg.NonFiniteLossError, match=r"at step 2\b") as info:
+        _fit(backend, model, backend.pkg.AutoIAFNormal(model), args, lr=0.5, steps=300)
+    assert info.value.step == 2 and len(info.value.losses) == 2 and np.isfinite(info.value.losses).all()
+    assert 0.4 < float(info.value.params["w"]) < 0.6
+
+
 def test_pyro_nan_loss_without_validation_keeps_the_step_before():
     """With validation off Pyro reports the NaN as the loss, not as a ValueError: same point kept."""
     import pyro

@@ -2,6 +2,7 @@
 
     python -m models.compare.quality_time --runs results/pdb_np,results/compare_np \
         --out docs/bench/quality_time.json
+    python -m models.compare.quality_time --runs results/compare_pyro_qt --keep-other-backends
 
 Reads the folders of ``python -m models.compare`` (``report.json`` and the per-step training
 losses in ``cells/<model>_<backend>_<guide>.npz``), so every guide was fitted in the same run,
@@ -115,11 +116,20 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", required=True, help="comma-separated folders of models.compare runs")
     p.add_argument("--out", type=Path, default=Path("docs/bench/quality_time.json"))
+    p.add_argument("--keep-other-backends", action="store_true", help="keep the rows (and runs) of "
+                   "<out> whose backend these runs do not have, e.g. add Pyro rows beside NumPyro's")
     args = p.parse_args(argv)
     rows, runs = [], []
     for f in (Path(x) for x in args.runs.split(",") if x):
-        rows += analyse(f)
-        runs.append({"folder": str(f), **json.loads((f / "report.json").read_text()).get("settings", {})})
+        new = analyse(f)
+        rows += new
+        settings = json.loads((f / "report.json").read_text()).get("settings", {})
+        runs.append({"folder": str(f), "backends": sorted({r["backend"] for r in new}), **settings})
+    if args.keep_other_backends and args.out.exists():
+        old = json.loads(args.out.read_text())
+        mine = {r["backend"] for r in rows}
+        rows = [r for r in old["rows"] if r["backend"] not in mine] + rows
+        runs = [r for r in old["runs"] if not mine & set(r.get("backends", ["numpyro"]))] + runs
     args.out.write_text(json.dumps({"window": WINDOW, "runs": runs, "rows": rows}, indent=1) + "\n")
     for backend in sorted({r["backend"] for r in rows}):
         print(backend, counts(rows, backend))
