@@ -615,6 +615,29 @@ def table_fit_guard(*names: str) -> str:
     return "\n".join(lines)
 
 
+def table_accuracy_change(before: str, after: str) -> str:
+    """The posteriors whose result under the accuracy recipe changed between two runs of
+    ``models.compare.accuracy`` (``docs/bench/<before>`` and ``<after>``), and the counts."""
+    old = {r["model"]: r for r in _load(before)["rows"]}
+    new = {r["model"]: r for r in _load(after)["rows"]}
+    lines = ["| posterior | before: mean err / sd err | pass? | after: mean err / sd err | pass? |",
+             "|---|---:|---|---:|---|"]
+    for name, r in new.items():
+        o = old.get(name)
+        if o is None or (o["pass"], o["note"]) == (r["pass"], r["note"]):
+            continue
+        cells = []
+        for x in (o, r):
+            errs = f"{_err(x['mean_err'])} / {_err(x['sd_err'])}" + (" (diverged)" if x["note"] else "")
+            cells += [errs, "**yes**" if x["pass"] else "no"]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    count = (f"\nBefore: {sum(r['pass'] for r in old.values())} of {len(old)} pass, "
+             f"{sum(bool(r['note']) for r in old.values())} diverged; after: "
+             f"{sum(r['pass'] for r in new.values())} of {len(new)} pass, "
+             f"{sum(bool(r['note']) for r in new.values())} diverged.")
+    return "\n".join(lines) + "\n" + count
+
+
 TABLES: dict[str, Callable[..., str]] = {
     "autoguide_headline": table_autoguide_headline,
     "autoguide_by_dimension": table_autoguide_by_dimension,
@@ -630,6 +653,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "cpu_resnet_vae": table_cpu_resnet_vae,
     "posteriordb_fit": table_posteriordb_fit,
     "fit_guard": table_fit_guard,
+    "accuracy_change": table_accuracy_change,
     "accuracy_posteriordb": table_accuracy_posteriordb,
     "posteriordb_guides": table_posteriordb_guides,
     "quality_time": table_quality_time,
