@@ -96,7 +96,7 @@ def fit(
         steps began at step ``first``; ``failed`` once the run reaches ``max_skipped_steps``."""
         state, prev, good, first, run, failed = carry
         new_state, value = svi.update(state, *args, **kwargs)
-        guard = new_state.optim_state[1][1]
+        guard = guarded.guard_state(new_state.optim_state)
         skipped = guard.skipped
         new_state = new_state._replace(
             mutable_state=jax.tree.map(lambda a, b: jnp.where(skipped, a, b), state.mutable_state,

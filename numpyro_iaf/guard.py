@@ -83,6 +83,11 @@ class GuardedOptim(_NumPyroOptim):
         i, (inner_state, _) = state
         return i, inner_state
 
+    @staticmethod
+    def guard_state(state) -> GuardState:
+        """The :class:`GuardState` of the last step."""
+        return state[1][1]
+
     def update(self, g, state, value=None):
         return self._guarded_update(g, state, value)
 
