@@ -27,7 +27,7 @@ class FitResult:
 
     Args:
         params: the fitted parameters, ``{name: value}``, constrained.
-        losses: the loss (negative ELBO) of every step.
+        losses: the loss (negative ELBO) of every step (skipped steps included, as computed).
         state: the param store's ``get_state()`` at the end (load it with ``set_state``).
         skipped_steps: the steps skipped because their loss or gradient was not finite.
         clipped_steps: how many steps had their gradient clipped.
