@@ -12,8 +12,9 @@ from collections import deque
 from collections.abc import Iterable
 
 import torch
+from pyro.optim import PyroOptim
 
-__all__ = ["GradientGuard", "CLIP_FACTOR", "HISTORY", "MIN_HISTORY"]
+__all__ = ["GradientGuard", "GuardedOptim", "CLIP_FACTOR", "HISTORY", "MIN_HISTORY"]
 
 #: A gradient whose norm exceeds this multiple of the median of the recent norms is clipped to it.
 CLIP_FACTOR = 10.0
@@ -57,3 +58,47 @@ class GradientGuard:
     def accept(self, norm: float) -> None:
         """Remember the (clipped) norm of a step that was applied."""
         self.norms.append(norm)
+
+
+class GuardedOptim(PyroOptim):
+    """Wraps a Pyro optimiser for a plain ``SVI`` with the guard ``fit`` uses: a step whose
+    gradient is not finite is skipped (``SVI.step`` zeroes the gradients after it), and a
+    gradient above ``clip_factor`` times the recent median norm is clipped.
+
+    ``svi = SVI(model, guide, GuardedOptim(pyro.optim.Adam({"lr": 1e-2})), Trace_ELBO())``
+
+    Args:
+        inner: the optimiser to guard (a ``pyro.optim.PyroOptim``).
+        clip_factor: clip threshold as a multiple of the recent median norm (``inf``: no clipping).
+    """
+
+    def __init__(self, inner: PyroOptim, clip_factor: float = CLIP_FACTOR):
+        self.inner = inner
+        self.guard = GradientGuard(clip_factor)
+        self.skipped_steps = 0
+
+    def __call__(self, params, *args, **kwargs) -> None:
+        params = list(params)
+        norm, _ = self.guard.clip(params)
+        if not math.isfinite(norm):
+            self.skipped_steps += 1
+            return
+        self.inner(params, *args, **kwargs)
+        self.guard.accept(norm)
+
+    def __getattr__(self, name: str):  # pt_optim_args, optim_objs, ... of the wrapped optimiser
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def get_state(self) -> dict:
+        return self.inner.get_state()
+
+    def set_state(self, state_dict: dict) -> None:
+        self.inner.set_state(state_dict)
+
+    def save(self, filename: str) -> None:
+        self.inner.save(filename)
+
+    def load(self, filename: str, map_location=None) -> None:
+        self.inner.load(filename, map_location=map_location)
