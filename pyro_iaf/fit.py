@@ -104,27 +104,27 @@ def fit(
                     raise
                 value, params = math.nan, set(pyro.get_param_store()._params.values())
             before = _snapshot()
+            losses.append(value)
             norm, clipped = guard.clip(params)
-            applied = math.isfinite(value) and math.isfinite(norm)
-            if applied:
+            stepped = math.isfinite(value) and math.isfinite(norm)
+            if stepped:
                 svi.optim(params)
-                applied = _all_params_finite()
+            applied = stepped and _all_params_finite()
+            if stepped and not applied:  # the update itself made a parameter non-finite
+                _restore(before)
             zero_grads(params)
             if applied:
                 guard.accept(norm)
                 clipped_steps += clipped
                 previous, first = before, -1
             else:
-                _restore(before)
                 skipped_steps.append(step)
                 if first < 0:  # a run of skipped steps begins: keep the last point with a finite loss
                     first = step
                     good = before if math.isfinite(value) else (previous or before)
                 if step - first + 1 >= max_skipped_steps:
                     lr = getattr(optim, "pt_optim_args", {}).get("lr")
-                    raise _error(first, losses[first] if first < len(losses) else value, lr, good,
-                                 losses[:first], max_skipped_steps)
-            losses.append(value)
+                    raise _error(first, losses[first], lr, good, losses[:first], max_skipped_steps)
             if step % 100 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
     if skipped_steps:
