@@ -27,17 +27,17 @@ from pathlib import Path
 from models.compare.accuracy import Recipe, make_optim
 from models.posteriordb import POSTERIOR_NAMES
 from models.targets import MODELS, get_model
-from numpyro_iaf.checks import MAX_SKIPPED_STEPS
-from numpyro_iaf.guard import CLIP_FACTOR
 
 
-def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, max_skipped: int,
-                  draws: int) -> dict:
-    """``{"elbo", "clipped", "skipped", "error", "seconds"}`` of one fit."""
+def fit_and_elbo(spec, recipe: Recipe, seed: int, draws: int, guards: bool = True) -> dict:
+    """``AutoIAFNormal(spec.model)`` under the backend's ``fit`` with ``recipe``, then the ELBO
+    from ``draws`` draws: ``{"elbo", "clipped", "skipped", "error", "seconds"}``. ``guards=False``
+    is the previous ``fit`` (no clipping; the first non-finite step raises). Any error is recorded."""
     t0 = time.perf_counter()
     row = {"elbo": None, "clipped": None, "skipped": None, "error": None}
     args, kwargs = spec.model_args, spec.model_kwargs
     optim = make_optim(spec.backend, recipe)
+    off = {} if guards else {"clip_factor": math.inf, "max_skipped_steps": 1}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -50,8 +50,7 @@ def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, max_skipp
                 guide = numpyro_iaf.AutoIAFNormal(spec.model)
                 result = numpyro_iaf.fit(spec.model, guide, *args, optim=optim, num_steps=recipe.steps,
                                          num_particles=recipe.particles, seed=seed, progress_bar=False,
-                                         clip_factor=clip_factor, max_skipped_steps=max_skipped,
-                                         **kwargs)
+                                         **off, **kwargs)
                 loss = Trace_ELBO(num_particles=draws).loss(jax.random.PRNGKey(seed + 1), result.params,
                                                             spec.model, guide, *args, **kwargs)
             else:
@@ -66,8 +65,7 @@ def _fit_and_elbo(spec, recipe: Recipe, seed: int, clip_factor: float, max_skipp
                 elbo = Trace_ELBO(num_particles=recipe.particles,
                                   vectorize_particles=recipe.particles > 1 and spec.batched)
                 result = pyro_iaf.fit(spec.model, guide, *args, optim=optim, num_steps=recipe.steps,
-                                      seed=seed, progress_bar=False, loss=elbo, clip_factor=clip_factor,
-                                      max_skipped_steps=max_skipped, **kwargs)
+                                      seed=seed, progress_bar=False, loss=elbo, **off, **kwargs)
                 with torch.no_grad():
                     pyro.set_rng_seed(seed + 1)
                     loss = Trace_ELBO(num_particles=draws, vectorize_particles=False).loss(
@@ -113,11 +111,11 @@ def main(argv: list[str] | None = None) -> None:
             spec = get_model(name, args.backend)
             suite = "posteriordb" if name in POSTERIOR_NAMES else "targets"
             row = {"model": name, "seed": seed, "suite": suite,
-                   "guarded": _fit_and_elbo(spec, recipe, seed, CLIP_FACTOR, MAX_SKIPPED_STEPS, args.draws),
+                   "guarded": fit_and_elbo(spec, recipe, seed, args.draws),
                    "previous": None}
             g = row["guarded"]
             if g["clipped"] != 0 or g["skipped"] != 0:  # None (an error) or a step clipped/skipped
-                row["previous"] = _fit_and_elbo(spec, recipe, seed, math.inf, 1, args.draws)
+                row["previous"] = fit_and_elbo(spec, recipe, seed, args.draws, guards=False)
             data["rows"].append(row)
             args.out.write_text(json.dumps(data, indent=1) + "\n")
             g, u = row["guarded"], row["previous"]

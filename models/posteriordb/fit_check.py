@@ -3,8 +3,9 @@
     python -m models.posteriordb.fit_check --backend numpyro --steps 2000 --out results/pdb_fit_np
 
 ``numpyro_iaf.fit`` / ``pyro_iaf.fit`` with ``AutoIAFNormal(model)`` at every default (Adam 1e-2,
-one particle), ``--steps`` steps, seed 0; then the ELBO from 1000 draws. ``fit`` raises
-``NonFiniteLossError`` at a non-finite step: that is recorded as a failure, as is any other
+one particle), ``--steps`` steps, seed 0; then the ELBO from 1000 draws
+(:func:`models.bench.fit_guard.fit_and_elbo`). ``fit`` raises ``NonFiniteLossError`` after
+``max_skipped_steps`` non-finite steps in a row: that is recorded as a failure, as is any other
 exception. Writes ``<out>/fit_check.json`` (one row per posterior) and prints a count.
 """
 
@@ -16,38 +17,10 @@ import math
 import time
 from pathlib import Path
 
+from models.bench.fit_guard import fit_and_elbo
+from models.compare.accuracy import Recipe
+
 from . import POSTERIOR_NAMES, get_posterior
-
-
-def _numpyro_row(spec, steps: int, draws: int) -> float:
-    import jax
-    from numpyro.infer import Trace_ELBO
-
-    import numpyro_iaf
-
-    guide = numpyro_iaf.AutoIAFNormal(spec.model)
-    result = numpyro_iaf.fit(spec.model, guide, *spec.model_args, num_steps=steps, seed=0,
-                             progress_bar=False, **spec.model_kwargs)
-    loss = Trace_ELBO(num_particles=draws).loss(jax.random.PRNGKey(1), result.params, spec.model, guide,
-                                                *spec.model_args, **spec.model_kwargs)
-    return -float(loss)
-
-
-def _pyro_row(spec, steps: int, draws: int) -> float:
-    import pyro
-    import torch
-    from pyro.infer import Trace_ELBO
-
-    import pyro_iaf
-
-    pyro.clear_param_store()
-    guide = pyro_iaf.AutoIAFNormal(spec.model)
-    pyro_iaf.fit(spec.model, guide, *spec.model_args, num_steps=steps, seed=0, progress_bar=False,
-                 **spec.model_kwargs)
-    elbo = Trace_ELBO(num_particles=draws, vectorize_particles=False)
-    with torch.no_grad():
-        pyro.set_rng_seed(1)
-        return -float(elbo.loss(spec.model, guide, *spec.model_args, **spec.model_kwargs))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,15 +40,15 @@ def main(argv: list[str] | None = None) -> None:
     path = args.out / "fit_check.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
     done = {r["posterior"] for r in rows}
-    run = _numpyro_row if args.backend == "numpyro" else _pyro_row
     for name in names:
         if name in done:
             continue
         t0 = time.perf_counter()
         row = {"posterior": name, "backend": args.backend, "steps": args.steps}
         try:
-            row["elbo"] = run(get_posterior(name, backend=args.backend), args.steps, args.draws)
-            row["error"] = None
+            spec = get_posterior(name, backend=args.backend)
+            result = fit_and_elbo(spec, Recipe(steps=args.steps), seed=0, draws=args.draws)
+            row["elbo"], row["error"] = result["elbo"], result["error"]
         except Exception as error:  # recorded, the run goes on
             row["elbo"], row["error"] = None, f"{type(error).__name__}: {str(error)[:300]}"
         row["finite"] = row["elbo"] is not None and math.isfinite(row["elbo"])
