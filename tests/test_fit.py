@@ -158,18 +158,17 @@ def _guarded_steps(backend, grads: list[np.ndarray], clip_factor: float, lr: flo
             state = optim.update(jnp.asarray(g, jnp.float32), state, value=jnp.float32(0.0))
             path.append(np.asarray(optim.get_params(state)))
         return np.array(path)
+    import pyro
     import torch
 
-    from pyro_iaf.guard import GradientGuard
+    from pyro_iaf.guard import GuardedOptim
 
     w = torch.zeros(2, requires_grad=True)
-    adam, guard = torch.optim.Adam([w], lr=lr), GradientGuard(clip_factor)
+    optim = GuardedOptim(pyro.optim.Adam({"lr": lr}), clip_factor=clip_factor)
     path = []
     for g in grads:
         w.grad = torch.as_tensor(g, dtype=torch.float32)
-        norm, _ = guard.clip([w])
-        adam.step()
-        guard.accept(norm)
+        optim([w])
         path.append(w.detach().numpy().copy())
     return np.array(path)
 
