@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.optim import _NumPyroOptim
+import optax
+from numpyro.optim import _NumPyroOptim, _value_and_grad  # as NumPyro's own eval_and_update
 
 __all__ = ["GuardedOptim", "GuardState", "CLIP_FACTOR", "HISTORY", "MIN_HISTORY"]
 
@@ -38,11 +39,6 @@ def _finite(tree) -> jnp.ndarray:
         if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
             ok &= jnp.isfinite(leaf).all()
     return ok
-
-
-def global_norm(tree) -> jnp.ndarray:
-    """sqrt of the sum of squares of every leaf (infinite when the squares overflow)."""
-    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree)))
 
 
 class GuardedOptim(_NumPyroOptim):
@@ -92,17 +88,12 @@ class GuardedOptim(_NumPyroOptim):
         return self._guarded_update(g, state, value)
 
     def eval_and_update(self, fn, state, forward_mode_differentiation: bool = False):
-        params = self.get_params(state)
-        if forward_mode_differentiation:
-            out, aux = fn(params)
-            grads = jax.jacfwd(lambda p: fn(p)[0])(params)
-        else:
-            (out, aux), grads = jax.value_and_grad(fn, has_aux=True)(params)
+        (out, aux), grads = _value_and_grad(fn, self.get_params(state), forward_mode_differentiation)
         return (out, aux), self._guarded_update(grads, state, out)
 
     def _guarded_update(self, grads, state, value):
         i, (inner_state, guard) = state
-        norm = global_norm(grads)
+        norm = optax.global_norm(grads)  # infinite when the squares overflow
         median = jnp.nanmedian(guard.norms)
         limit = jnp.where(guard.count >= self.min_history, self.clip_factor * median, jnp.inf)
         clipped = jnp.isfinite(norm) & (norm > limit)
