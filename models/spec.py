@@ -72,6 +72,10 @@ class ModelSpec(Mapping):
     batched: bool = True
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def vectorize_particles(self, particles: int) -> bool:
+        """Whether Pyro's ``Trace_ELBO`` may draw ``particles`` in one batch on this model."""
+        return particles > 1 and self.batched
+
     @property
     def log_evidence(self) -> float | None:
         return None if self.reference is None else self.reference.log_evidence

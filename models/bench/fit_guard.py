@@ -63,7 +63,7 @@ def fit_and_elbo(spec, recipe: Recipe, seed: int, draws: int, guards: bool = Tru
                 pyro.clear_param_store()
                 guide = pyro_iaf.AutoIAFNormal(spec.model)
                 elbo = Trace_ELBO(num_particles=recipe.particles,
-                                  vectorize_particles=recipe.particles > 1 and spec.batched)
+                                  vectorize_particles=spec.vectorize_particles(recipe.particles))
                 result = pyro_iaf.fit(spec.model, guide, *args, optim=optim, num_steps=recipe.steps,
                                       seed=seed, progress_bar=False, loss=elbo, **off, **kwargs)
                 with torch.no_grad():

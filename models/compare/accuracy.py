@@ -104,7 +104,7 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
     row = {"fit_s": math.nan, "mean_err": math.nan, "sd_err": math.nan, "pass": False,
            "khat": math.nan, "psis_mean_err": math.nan, "psis_sd_err": math.nan,
            "final_loss": math.nan, "note": ""}
-    loss = None  # fit's default
+    loss = None  # NumPyro: fit's default (its ELBO maps every model over the particles)
     if spec.backend == "numpyro":
         import jax
 
@@ -116,8 +116,8 @@ def fit_and_score(spec, recipe: Recipe, *, seed: int = 0, draws: int = 4000) -> 
         from pyro_iaf import NonFiniteLossError, fit
 
         pyro.clear_param_store()
-        if not spec.batched:  # the body scores one draw at a time: sequential particles
-            loss = Trace_ELBO(num_particles=recipe.particles, vectorize_particles=False)
+        loss = Trace_ELBO(num_particles=recipe.particles,
+                          vectorize_particles=spec.vectorize_particles(recipe.particles))
     t0 = time.perf_counter()
     try:
         result = fit(spec.model, guide, *args, optim=make_optim(spec.backend, recipe),

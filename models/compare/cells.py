@@ -148,7 +148,7 @@ def _run_pyro(spec, guide_name, seed, steps, lr, particles, eval_samples, init, 
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     guide = make_guide(guide_name, spec.model, spec.latent_dim, "pyro", init)
-    elbo = Trace_ELBO(num_particles=particles, vectorize_particles=particles > 1 and spec.batched)
+    elbo = Trace_ELBO(num_particles=particles, vectorize_particles=spec.vectorize_particles(particles))
     svi = SVI(spec.model, guide, pyro.optim.Adam({"lr": lr}), elbo)
     losses, diverged, t_warm = [], None, None
     for step in range(steps):
