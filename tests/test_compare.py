@@ -244,3 +244,22 @@ def test_lowrank_guide_is_the_frameworks_own(backend_name):
     guide = make_guide("lowrank", lambda: None, 4, backend_name)
     assert type(guide).__name__ == "AutoLowRankMultivariateNormal"
     assert type(guide).__module__.split(".")[0] == backend_name
+
+
+def test_posteriordb_report_replaces_one_backend_and_keeps_the_other(tmp_path):
+    """Rerunning Pyro's side replaces Pyro's rows and run and keeps NumPyro's, row for row."""
+    from models.compare.posteriordb_report import keep_other_backends, merge_runs
+
+    def run(folder, backend, elbo, seeds):
+        rows = [dict(nan_row(m, g, backend), elbo_mean=elbo) for m in ("a", "b") for g in ("iaf", "diagonal")]
+        write_report(rows, tmp_path / folder, {"seeds": seeds})
+        return merge_runs([tmp_path / folder])
+
+    old = {"runs": run("np", "numpyro", -1.0, 3)["runs"] + run("py1", "pyro", -2.0, 1)["runs"],
+           "rows": run("np", "numpyro", -1.0, 3)["rows"] + run("py1", "pyro", -2.0, 1)["rows"]}
+    new = keep_other_backends(old, run("py3", "pyro", -3.0, 3))
+    elbo = {(r["backend"], r["model"], r["guide"]): r["elbo_mean"] for r in new["rows"]}
+    assert len(elbo) == len(new["rows"]) == 8
+    assert {v for (b, *_), v in elbo.items() if b == "numpyro"} == {-1.0}
+    assert {v for (b, *_), v in elbo.items() if b == "pyro"} == {-3.0}
+    assert [(r["backends"], r["seeds"]) for r in new["runs"]] == [(["numpyro"], 3), (["pyro"], 3)]

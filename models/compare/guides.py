@@ -26,6 +26,7 @@ GUIDES = (
     "iaf_gated",
     "iaf_gated_stl",
     "iaf_nostl",
+    "iaf_2affine",
 )
 #: the built-in-size ablations keep the step they were measured with (gated, no ``stl``)
 _GATED_STEPS = {"gated": True, "gate_bias": 2.0, "stl": False}
@@ -34,6 +35,7 @@ VARIANTS = {
     "iaf_gated": {"num_flows": 2, **_GATED_STEPS},
     "iaf_gated_stl": {"num_flows": 2, **_GATED_STEPS, "stl": True},
     "iaf_nostl": {"stl": False, "num_flows": 1, "gated": False},
+    "iaf_2affine": {"stl": True, "num_flows": 2, "gated": False},
 }
 PYRO_ONLY = ("iaf_builtin_stable",)
 

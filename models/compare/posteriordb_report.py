@@ -25,7 +25,7 @@ import json
 import math
 from pathlib import Path
 
-__all__ = ["NON_GAUSSIAN", "GUIDES", "merge_runs", "counts", "within_noise"]
+__all__ = ["NON_GAUSSIAN", "GUIDES", "merge_runs", "keep_other_backends", "counts", "within_noise"]
 
 GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf")
 #: the posteriors the issue names as not Gaussian-shaped (diamonds, kilpisjarvi, the HMMs, the
@@ -60,6 +60,14 @@ def merge_runs(folders: list[Path]) -> dict:
             row["elbo_seeds"] = [s.get("elbo") for s in r.get("per_seed", [])]
             rows[(r["model"], r["backend"], r["guide"])] = row
     return {"runs": runs, "rows": sorted(rows.values(), key=lambda r: (r["backend"], r["model"], r["guide"]))}
+
+
+def keep_other_backends(old: dict, new: dict) -> dict:
+    """``new`` plus the rows and runs of ``old`` whose backend ``new`` has no row of."""
+    mine = {r["backend"] for r in new["rows"]}
+    rows = [r for r in old["rows"] if r["backend"] not in mine] + new["rows"]
+    runs = [r for r in old["runs"] if not mine & set(r["backends"])] + new["runs"]
+    return {"runs": runs, "rows": sorted(rows, key=lambda r: (r["backend"], r["model"], r["guide"]))}
 
 
 def by_model(data: dict, backend: str) -> dict[str, dict[str, dict]]:
@@ -102,8 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", required=True, help="comma-separated folders of models.compare runs")
     p.add_argument("--out", type=Path, default=Path("docs/bench/posteriordb_guides.json"))
+    p.add_argument("--keep-other-backends", action="store_true", help="keep the rows (and runs) of "
+                   "<out> whose backend these runs do not have, e.g. replace Pyro's beside NumPyro's")
     args = p.parse_args(argv)
     data = merge_runs([Path(f) for f in args.runs.split(",") if f])
+    if args.keep_other_backends and args.out.exists():
+        data = keep_other_backends(json.loads(args.out.read_text()), data)
     args.out.write_text(json.dumps(data, indent=1, default=lambda x: None) + "\n")
     for backend in sorted({r["backend"] for r in data["rows"]}):
         print(backend, counts(data, backend))

@@ -61,7 +61,7 @@ def _finite(x) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
-def analyse(folder: Path) -> list[dict]:
+def analyse(folder: Path, rivals: tuple[str, ...] = RIVALS) -> list[dict]:
     report = json.loads((folder / "report.json").read_text())
     rows = {(r["model"], r["backend"], r["guide"]): r for r in report["rows"]}
     out = []
@@ -74,7 +74,7 @@ def analyse(folder: Path) -> list[dict]:
         losses = np.load(cell, allow_pickle=False)["losses"]
         trace = smoothed_elbo(losses)
         steps = losses.shape[-1]
-        for rival in RIVALS:
+        for rival in rivals:
             r = rows.get((model, backend, rival))
             if r is None:
                 continue
@@ -100,12 +100,12 @@ def analyse(folder: Path) -> list[dict]:
     return out
 
 
-def counts(rows: list[dict], backend: str) -> dict[str, int]:
+def counts(rows: list[dict], backend: str, rivals: tuple[str, ...] = RIVALS) -> dict[str, int]:
     mine = [r for r in rows if r["backend"] == backend]
     models = sorted({r["model"] for r in mine})
     both = sum(all(r["no_slower"] for r in mine if r["model"] == m) for m in models)
     out = {"models": len(models), "no_slower_both": both}
-    for rival in RIVALS:
+    for rival in rivals:
         rr = [r for r in mine if r["rival"] == rival]
         out[f"no_slower_{rival}"] = sum(r["no_slower"] for r in rr)
         out[f"reached_{rival}"] = sum(r["reach_step"] is not None for r in rr)
@@ -118,10 +118,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("docs/bench/quality_time.json"))
     p.add_argument("--keep-other-backends", action="store_true", help="keep the rows (and runs) of "
                    "<out> whose backend these runs do not have, e.g. add Pyro rows beside NumPyro's")
+    p.add_argument("--rivals", default=",".join(RIVALS), help="comma-separated guides of the runs "
+                   "whose final ELBO ours must reach (e.g. iaf_nostl: does the path-derivative pay?)")
     args = p.parse_args(argv)
+    rivals = tuple(g for g in args.rivals.split(",") if g)
     rows, runs = [], []
     for f in (Path(x) for x in args.runs.split(",") if x):
-        new = analyse(f)
+        new = analyse(f, rivals)
         rows += new
         settings = json.loads((f / "report.json").read_text()).get("settings", {})
         runs.append({"folder": str(f), "backends": sorted({r["backend"] for r in new}), **settings})
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = [r for r in old["runs"] if not mine & set(r.get("backends", ["numpyro"]))] + runs
     args.out.write_text(json.dumps({"window": WINDOW, "runs": runs, "rows": rows}, indent=1) + "\n")
     for backend in sorted({r["backend"] for r in rows}):
-        print(backend, counts(rows, backend))
+        print(backend, counts(rows, backend, rivals))
 
 
 if __name__ == "__main__":

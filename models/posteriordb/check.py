@@ -45,7 +45,8 @@ NOTES: dict[str, str] = {
 }
 
 
-def nuts_latent_draws(name: str, *, warmup: int, draws: int, chains: int, seed: int):
+def nuts_latent_draws(name: str, *, warmup: int, draws: int, chains: int, seed: int,
+                      target_accept_prob: float = 0.9):
     """``(z [chains * draws, D], info)``: NUTS draws of the flat unconstrained latent vector."""
     import jax
     from numpyro.diagnostics import effective_sample_size
@@ -53,7 +54,7 @@ def nuts_latent_draws(name: str, *, warmup: int, draws: int, chains: int, seed: 
 
     spec = get_posterior(name, backend="numpyro")
     program = program_of(name)
-    kernel = NUTS(spec.model, target_accept_prob=0.9)
+    kernel = NUTS(spec.model, target_accept_prob=target_accept_prob)
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                 chain_method="sequential", progress_bar=False)
     t0 = time.perf_counter()
@@ -74,16 +75,18 @@ def nuts_latent_draws(name: str, *, warmup: int, draws: int, chains: int, seed: 
 
 
 def check_one(name: str, *, warmup: int = 1000, draws: int = 2000, chains: int = 1,
-              seed: int = 0) -> dict:
+              seed: int = 0, target_accept_prob: float = 0.9) -> dict:
     """One row: errors against the reference, pass flag, NUTS diagnostics."""
-    z, ref, info = nuts_latent_draws(name, warmup=warmup, draws=draws, chains=chains, seed=seed)
+    z, ref, info = nuts_latent_draws(name, warmup=warmup, draws=draws, chains=chains, seed=seed,
+                                     target_accept_prob=target_accept_prob)
     mean_err = np.abs(z.mean(0) - ref.mean) / ref.sd
     sd_err = np.abs(z.std(0, ddof=1) / ref.sd - 1)
     return {"posterior": name, "D": int(z.shape[1]), "mean_err": round(float(mean_err.max()), 4),
             "sd_err": round(float(sd_err.max()), 4),
             "worst_mean_coord": int(mean_err.argmax()), "worst_sd_coord": int(sd_err.argmax()),
             "passed": bool(mean_err.max() <= MEAN_TOL and sd_err.max() <= SD_TOL),
-            "warmup": warmup, "draws": draws, "chains": chains, "seed": seed, **info}
+            "warmup": warmup, "draws": draws, "chains": chains, "seed": seed,
+            "target_accept_prob": target_accept_prob, **info}
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
