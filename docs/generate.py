@@ -157,6 +157,10 @@ def value(key: str) -> str:
         rows = [r for r in _load("quality_time.json")["rows"]
                 if (suite == "posteriordb") == (r["model"] in pdb)]
         return str(counts(rows, backend)[name])
+    if kind == "stlpays":  # stlpays/BACKEND/COUNT: stl_pays_counts
+        backend, name = args
+        x = stl_pays_counts(backend)[name]
+        return f"{x:.2f}x" if name == "cost" else str(x)
     if kind in ("gpu", "cpu"):  # gpu|cpu/RUN/FIELD[/DIGITS]: a field of a ResNet VAE training run
         run, field, *digits = args
         x = _load("gpu.json" if kind == "gpu" else "resnet_vae_cpu.json")["runs"][run][field]
@@ -547,6 +551,41 @@ def table_quality_time(backend: str, suite: str = "all") -> str:
     return "\n".join(lines)
 
 
+def table_stl_pays(backend: str) -> str:
+    """The default (path-derivative ``stl``) against the same flow without it, per model by latent
+    dimension (``docs/bench/stl_pays.json``: ``models.compare.quality_time --rivals iaf_nostl``)."""
+    rows = sorted((r for r in _load("stl_pays.json")["rows"] if r["backend"] == backend),
+                  key=lambda r: (r["latent_dim"], r["model"]))
+    if not rows:
+        return f"Not run yet for {NAMES[backend]}."
+    lines = ["| model | D | ms/step, `stl` / without | ELBO without `stl` | ELBO with `stl` | "
+             "time with `stl` to reach it / time without |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cost = r["ours_ms_per_step"] / r["rival_ms_per_step"]
+        reach = ("not reached" if r["ours_s"] is None or not r["rival_s"]
+                 else f"{r['ours_s'] / r['rival_s']:.2f}")
+        reach = f"**{reach}**" if r["no_slower"] else reach
+        ours = _num(r["ours_final"])
+        if r["target"] is not None and r["ours_final"] is not None and r["ours_final"] >= r["target"]:
+            ours = f"**{ours}**"
+        lines.append(f"| `{r['model']}` | {r['latent_dim']} | {cost:.2f} | {_num(r['target'])} | {ours} "
+                     f"| {reach} |")
+    return "\n".join(lines)
+
+
+def stl_pays_counts(backend: str) -> dict[str, float]:
+    """Counts over ``stl_pays.json``: models, ``stl``'s ELBO at least the plain one's (``ge``),
+    and no later (``no_slower``); the median step cost ratio (``cost``)."""
+    import statistics
+
+    rows = [r for r in _load("stl_pays.json")["rows"] if r["backend"] == backend]
+    ge = sum(r["target"] is not None and r["ours_final"] is not None and r["ours_final"] >= r["target"]
+             for r in rows)
+    return {"models": len(rows), "ge": ge, "no_slower": sum(r["no_slower"] for r in rows),
+            "cost": statistics.median(r["ours_ms_per_step"] / r["rival_ms_per_step"] for r in rows),
+            "max_dim": max(r["latent_dim"] for r in rows)}
+
+
 def _pdb_names() -> set[str]:
     """The 45 posteriordb names (the rows of the NUTS check)."""
     return {r["posterior"] for r in _load("posteriordb_nuts.json")["rows"]}
@@ -657,6 +696,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "accuracy_posteriordb": table_accuracy_posteriordb,
     "posteriordb_guides": table_posteriordb_guides,
     "quality_time": table_quality_time,
+    "stl_pays": table_stl_pays,
     "gpu_smoke": table_gpu_smoke,
     "gpu_resnet_vae_step": table_gpu_resnet_vae_step,
 }

@@ -263,3 +263,26 @@ def test_posteriordb_report_replaces_one_backend_and_keeps_the_other(tmp_path):
     assert {v for (b, *_), v in elbo.items() if b == "numpyro"} == {-1.0}
     assert {v for (b, *_), v in elbo.items() if b == "pyro"} == {-3.0}
     assert [(r["backends"], r["seeds"]) for r in new["runs"]] == [(["numpyro"], 3), (["pyro"], 3)]
+
+
+def test_quality_time_against_a_named_rival(tmp_path):
+    """``--rivals iaf_nostl``: ours (2 ms/step) passes the rival's final ELBO at step 300 of a
+    linear ramp; the rival's 1000 steps at 1 ms take 1 s, ours 0.6 s: no slower."""
+    from models.compare.quality_time import analyse, counts
+
+    steps = 1000
+    losses = np.tile(-np.linspace(-10.0, 0.0, steps), (3, 1))  # ELBO trace: -10 -> 0
+    (tmp_path / "cells").mkdir()
+    np.savez(tmp_path / "cells" / "m_numpyro_iaf.npz", losses=losses)
+    rows = [dict(nan_row("m", "iaf", "numpyro"), elbo_mean=0.0, ms_per_step=2.0, total_s=3.0, latent_dim=4),
+            dict(nan_row("m", "iaf_nostl", "numpyro"), elbo_mean=-7.0, ms_per_step=1.0, total_s=2.0)]
+    write_report(rows, tmp_path, {"seeds": 3})
+    (row,) = analyse(tmp_path, ("iaf_nostl",))
+    # trailing mean of 100 steps reaches -7 where the ramp passes -7 + 0.5 * 99 * 10 / 999
+    expected = int(np.ceil(0.3 * 999 + 49.5)) + 1
+    assert row["rival"] == "iaf_nostl" and row["latent_dim"] == 4
+    assert abs(row["reach_step"] - expected) <= 1
+    assert row["ours_s"] == pytest.approx(row["reach_step"] * 2e-3) and row["rival_s"] == pytest.approx(1.0)
+    assert row["no_slower"]
+    assert counts([row], "numpyro", ("iaf_nostl",))["no_slower_iaf_nostl"] == 1
+    assert analyse(tmp_path) == []  # the default rivals have no rows here

@@ -80,6 +80,7 @@ def analyse(folder: Path, rivals: tuple[str, ...] = RIVALS) -> list[dict]:
                 continue
             target = r["elbo_mean"]
             row = {"model": model, "backend": backend, "rival": rival, "steps": steps,
+                   "latent_dim": ours.get("latent_dim"),
                    "target": target if _finite(target) else None,
                    "ours_final": ours["elbo_mean"] if _finite(ours["elbo_mean"]) else None,
                    "ours_ms_per_step": ours["ms_per_step"], "rival_ms_per_step": r["ms_per_step"],
