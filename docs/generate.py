@@ -160,7 +160,7 @@ def value(key: str) -> str:
     if kind == "stlpays":  # stlpays/BACKEND/COUNT: stl_pays_counts
         backend, name = args
         x = stl_pays_counts(backend)[name]
-        return f"{x:.2f}x" if name == "cost" else str(x)
+        return f"{x:.2f}x" if name.startswith("cost") else str(x)
     if kind in ("gpu", "cpu"):  # gpu|cpu/RUN/FIELD[/DIGITS]: a field of a ResNet VAE training run
         run, field, *digits = args
         x = _load("gpu.json" if kind == "gpu" else "resnet_vae_cpu.json")["runs"][run][field]
@@ -573,17 +573,25 @@ def table_stl_pays(backend: str) -> str:
     return "\n".join(lines)
 
 
+#: the latent dimension from which ``stl_pays_counts`` counts a model as large
+STL_LARGE_DIM = 16
+
+
 def stl_pays_counts(backend: str) -> dict[str, float]:
     """Counts over ``stl_pays.json``: models, ``stl``'s ELBO at least the plain one's (``ge``),
     and no later (``no_slower``); the median step cost ratio (``cost``)."""
     import statistics
 
+    def ge(r: dict) -> bool:
+        return r["target"] is not None and r["ours_final"] is not None and r["ours_final"] >= r["target"]
+
     rows = [r for r in _load("stl_pays.json")["rows"] if r["backend"] == backend]
-    ge = sum(r["target"] is not None and r["ours_final"] is not None and r["ours_final"] >= r["target"]
-             for r in rows)
-    return {"models": len(rows), "ge": ge, "no_slower": sum(r["no_slower"] for r in rows),
-            "cost": statistics.median(r["ours_ms_per_step"] / r["rival_ms_per_step"] for r in rows),
-            "max_dim": max(r["latent_dim"] for r in rows)}
+    large = [r for r in rows if r["latent_dim"] >= STL_LARGE_DIM]
+    costs = [r["ours_ms_per_step"] / r["rival_ms_per_step"] for r in rows]
+    return {"models": len(rows), "ge": sum(map(ge, rows)), "no_slower": sum(r["no_slower"] for r in rows),
+            "cost": statistics.median(costs), "cost_max": max(costs),
+            "max_dim": max(r["latent_dim"] for r in rows), "large_models": len(large),
+            "large_ge": sum(map(ge, large)), "large_no_slower": sum(r["no_slower"] for r in large)}
 
 
 def _pdb_names() -> set[str]:

@@ -174,7 +174,11 @@ def _run_pyro(spec, guide_name, seed, steps, lr, particles, eval_samples, init, 
 
 
 def _pyro_weights(spec, guide, num: int):
-    """``log_w [num]``, ``z [num, D]``, ``{site: [num, *shape]}`` from vectorized traces."""
+    """``log_w [num]``, ``z [num, D]``, ``{site: [num, *shape]}``: from vectorized traces where the
+    model broadcasts over a batch of draws (``spec.batched``), else one trace per draw (a model that
+    sums over every axis would mix the draws silently, as arma11 and garch11 did)."""
+    if not spec.batched:
+        return _pyro_weights_loop(spec, guide, num)
     try:
         return _pyro_weights_vectorized(spec, guide, num)
     except (ValueError, RuntimeError, KeyError, AssertionError):

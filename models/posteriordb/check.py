@@ -37,11 +37,6 @@ NOTES: dict[str, str] = {
         "0.157 vs the reference 0.173; 4 chains x 2000: 10.8% off), while its 5%-99% quantiles agree within "
         "0.005 and every other coordinate passes; the sd rests on the rare draws with lambda[2] "
         "near lambda[1] (the reference's own 10 chains give sds from 0.151 to 0.203)"),
-    "one_comp_mm_elim_abs-one_comp_mm_elim_abs": (
-        "not settled: one chain of 2000 passes with the command's XLA settings (sd error 4.0%, ESS 268) "
-        "and fails under the test suite's faster-compile XLA flags (13.9%); 4 chains of 2000 fail "
-        "(16.1% on coordinate 1, 6 divergences, ESS 1646), so NUTS's geometry here (divergences) or "
-        "the ODE translation is still to be found (2026-12-07)"),
 }
 
 
