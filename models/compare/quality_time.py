@@ -115,7 +115,8 @@ def counts(rows: list[dict], backend: str, rivals: tuple[str, ...] = RIVALS) -> 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", required=True, help="comma-separated folders of models.compare runs")
+    p.add_argument("--runs", required=True, help="comma-separated folders of models.compare runs (a "
+                   "later folder's row of a model replaces an earlier one's)")
     p.add_argument("--out", type=Path, default=Path("docs/bench/quality_time.json"))
     p.add_argument("--keep-other-backends", action="store_true", help="keep the rows (and runs) of "
                    "<out> whose backend these runs do not have, e.g. add Pyro rows beside NumPyro's")
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += new
         settings = json.loads((f / "report.json").read_text()).get("settings", {})
         runs.append({"folder": str(f), "backends": sorted({r["backend"] for r in new}), **settings})
+    # a later folder's row replaces an earlier one of the same model, backend and rival (a rerun)
+    rows = list({(r["model"], r["backend"], r["rival"]): r for r in rows}.values())
     if args.keep_other_backends and args.out.exists():
         old = json.loads(args.out.read_text())
         mine = {r["backend"] for r in rows}
