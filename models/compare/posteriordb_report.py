@@ -25,6 +25,8 @@ import json
 import math
 from pathlib import Path
 
+from models.compare.report import keep_other_backends as _keep_other_backends
+
 __all__ = ["NON_GAUSSIAN", "GUIDES", "merge_runs", "keep_other_backends", "counts", "within_noise"]
 
 GUIDES = ("diagonal", "multivariate", "iaf_builtin", "iaf")
@@ -63,10 +65,9 @@ def merge_runs(folders: list[Path]) -> dict:
 
 
 def keep_other_backends(old: dict, new: dict) -> dict:
-    """``new`` plus the rows and runs of ``old`` whose backend ``new`` has no row of."""
-    mine = {r["backend"] for r in new["rows"]}
-    rows = [r for r in old["rows"] if r["backend"] not in mine] + new["rows"]
-    runs = [r for r in old["runs"] if not mine & set(r["backends"])] + new["runs"]
+    """``new`` plus the rows and runs of ``old`` whose backend ``new`` has no row of
+    (:func:`models.compare.report.keep_other_backends`), rows sorted as :func:`merge_runs` sorts them."""
+    rows, runs = _keep_other_backends(old, new["rows"], new["runs"])
     return {"runs": runs, "rows": sorted(rows, key=lambda r: (r["backend"], r["model"], r["guide"]))}
 
 

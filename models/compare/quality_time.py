@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.compare.report import keep_other_backends
+
 __all__ = ["WINDOW", "RIVALS", "time_to_reach", "analyse"]
 
 WINDOW = 100
@@ -133,10 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     # a later folder's row replaces an earlier one of the same model, backend and rival (a rerun)
     rows = list({(r["model"], r["backend"], r["rival"]): r for r in rows}.values())
     if args.keep_other_backends and args.out.exists():
-        old = json.loads(args.out.read_text())
-        mine = {r["backend"] for r in rows}
-        rows = [r for r in old["rows"] if r["backend"] not in mine] + rows
-        runs = [r for r in old["runs"] if not mine & set(r.get("backends", ["numpyro"]))] + runs
+        rows, runs = keep_other_backends(json.loads(args.out.read_text()), rows, runs)
     args.out.write_text(json.dumps({"window": WINDOW, "runs": runs, "rows": rows}, indent=1) + "\n")
     for backend in sorted({r["backend"] for r in rows}):
         print(backend, counts(rows, backend, rivals))

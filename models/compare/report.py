@@ -165,6 +165,16 @@ def merge_reports(dirs, out: Path) -> tuple[Path, Path]:
     return write_report(rows, out, settings)
 
 
+def keep_other_backends(old: dict, rows: list[dict], runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``(rows, runs)`` of a rerun plus those of the result file ``old`` (``{"rows", "runs"}``)
+    whose backend the rerun has no row of: rerunning one backend replaces only its own rows.
+    A run of ``old`` without ``backends`` is NumPyro's (the files written before the field)."""
+    mine = {r["backend"] for r in rows}
+    kept_rows = [r for r in old["rows"] if r["backend"] not in mine]
+    kept_runs = [r for r in old["runs"] if not mine & set(r.get("backends", ["numpyro"]))]
+    return kept_rows + rows, kept_runs + runs
+
+
 # ---- plots -------------------------------------------------------------------------------------
 
 
