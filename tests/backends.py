@@ -344,3 +344,16 @@ class NumPyroAdapter(NumPyroBackend, NumPyroGuideVerbs):
 
 
 BACKENDS = {"pyro": PyroAdapter, "numpyro": NumPyroAdapter}
+
+
+def pyro_diagonal_guide(spec):
+    """A fresh Pyro ``AutoDiagonalNormal`` of ``spec.model``, set up by one call (param store
+    cleared, RNG seed 0): a fixed guide whose draws the model-level Pyro tests score."""
+    import pyro
+    from pyro.infer.autoguide import AutoDiagonalNormal
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoDiagonalNormal(spec.model)
+    guide(*spec.model_args, **spec.model_kwargs)
+    return guide

@@ -118,17 +118,13 @@ def _pyro_vectorized_and_one_by_one(name: str, num_particles: int = 3) -> tuple[
     """The model's log density in one run of Pyro's vectorized ELBO (``num_particles`` draws of
     ``AutoDiagonalNormal`` in a plate left of the model's own), and the sum of the same draws
     scored one at a time."""
-    import pyro
+    from backends import pyro_diagonal_guide
     from pyro import poutine
     from pyro.infer import Trace_ELBO
-    from pyro.infer.autoguide import AutoDiagonalNormal
 
     spec = get_model(name, backend="pyro")
     args, kwargs = spec.model_args, spec.model_kwargs
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    guide = AutoDiagonalNormal(spec.model)
-    guide(*args, **kwargs)
+    guide = pyro_diagonal_guide(spec)
     elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True)
     elbo._guess_max_plate_nesting(spec.model, guide, args, kwargs)
     model_trace, guide_trace = elbo._get_vectorized_trace(spec.model, guide, args, kwargs)

@@ -156,19 +156,15 @@ def test_pyro_evaluation_scores_each_draw_alone(name):
     """The comparison's Pyro log weights of each draw equal that draw scored in a trace of its own.
     These two models sum their likelihood over every axis, so a vectorized batch of draws mixed
     them without an error (the 1000-draw ELBO came out at ~1e4-1e7 times the truth)."""
-    import pyro
     import torch
+    from backends import pyro_diagonal_guide
     from pyro import poutine
-    from pyro.infer.autoguide import AutoDiagonalNormal
 
     from models.compare.cells import _pyro_weights
 
     spec = get_posterior(name, backend="pyro")
     args, kwargs = spec.model_args, spec.model_kwargs
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    guide = AutoDiagonalNormal(spec.model)
-    guide(*args, **kwargs)
+    guide = pyro_diagonal_guide(spec)
     log_w, z, _ = _pyro_weights(spec, guide, 4)
     alone = []
     with torch.no_grad():
