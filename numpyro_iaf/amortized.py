@@ -85,12 +85,10 @@ class _LocalPosterior(dist.TransformedDistribution):
             flow.context = stop(flow.context)
         mu, sigma = stop(affine.loc), stop(affine.scale)
         if self.affine_first:  # z = F(z0), z0 = mu + sigma * eps
-            z0 = known_inverse(flow, value, intermediates[1][0])
+            z0, log_det = known_inverse(flow, value, *intermediates[1])
             eps = (z0 - mu) / sigma
-            _, log_det = flow.call_with_intermediates(z0)
         else:  # z = mu + sigma * F(eps)
-            eps = known_inverse(flow, (value - mu) / sigma, intermediates[0][0])
-            _, log_det = flow.call_with_intermediates(eps)
+            eps, log_det = known_inverse(flow, (value - mu) / sigma, *intermediates[0])
         log_sigma = jnp.broadcast_to(jnp.log(sigma), jnp.shape(value)).sum(-1)
         return self.base_dist.log_prob(eps) - log_det - log_sigma
 

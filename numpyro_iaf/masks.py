@@ -5,6 +5,8 @@ Pure NumPy, so both backends build the very same masks (a shared test checks it)
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -59,7 +61,7 @@ def made_masks(
 
 
 #: ``AutoIAFNormal(stl=None)`` uses the path-derivative gradient up to this latent dimension: its
-#: backward pass costs ``D`` forward-mode passes and a ``D x D`` solve per draw.
+#: backward pass costs a blocked triangular solve per draw (``jacobian``).
 STL_MAX_DIM = 512
 
 
@@ -91,3 +93,34 @@ def default_hidden_dims(input_dim: int) -> tuple[int, ...]:
         input_dim: ``D``.
     """
     return (min(max(2 * input_dim, 16), 256),)
+
+
+def coupling_units(
+    degree: np.ndarray, input_dim: int, block: int
+) -> tuple[tuple[int, int, tuple[slice, ...]], ...]:
+    """The plan of the blocked triangular solve of a one-hidden-layer MADE's Jacobian (``jacobian``).
+
+    A hidden unit of degree ``k`` couples output ``i`` to input ``j`` only where ``j <= k < i``
+    (degrees counted ``1..D`` in the order of the solve, i.e. after flipping a reversed MADE), so
+    within a block of coordinates ``[start, stop)`` only the units of degree ``start+1 .. stop-1``
+    enter its own triangle. Returns, last block first, ``(start, stop, units)`` with ``units`` those
+    units as runs of consecutive indices (one per cycle of :func:`hidden_degrees`). Cached.
+
+    Args:
+        degree: ``[H]``, the degree of each first-layer hidden unit (``MADE.unit_degrees``).
+        input_dim: ``D``.
+        block: coordinates per block.
+    """
+    return _coupling_units(np.asarray(degree, np.int64).tobytes(), input_dim, block)
+
+
+@functools.lru_cache(maxsize=256)
+def _coupling_units(degree_bytes: bytes, input_dim: int, block: int) -> tuple:
+    degree = np.frombuffer(degree_bytes, np.int64)
+    plan = []
+    for start in reversed(range(0, input_dim, block)):
+        stop = min(start + block, input_dim)
+        inside = np.flatnonzero((degree >= start + 1) & (degree <= stop - 1))
+        runs = np.split(inside, np.flatnonzero(np.diff(inside) != 1) + 1)
+        plan.append((start, stop, tuple(slice(int(run[0]), int(run[-1]) + 1) for run in runs if run.size)))
+    return tuple(plan)

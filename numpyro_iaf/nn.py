@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .masks import made_masks
 
@@ -75,6 +76,9 @@ class MADE:
         hidden_masks, output_mask, skip_mask = made_masks(
             input_dim, self.hidden_dims, context=context_dim > 0, reverse=reverse
         )
+        # the degree of each first-layer hidden unit (the number of inputs it sees), NumPy: the plan
+        # of the blocked solve of the path-derivative score (``masks.coupling_units``)
+        self.unit_degrees = (hidden_masks[0] != 0).sum(1) if hidden_masks else np.zeros(0, np.int64)
         # each layer's output is scaled by the gain 1/sqrt(fan_in): weights are stored at unit
         # scale, so Adam's step in function space shrinks with the width ("equalized learning rate")
         widths = (input_dim, *self.hidden_dims)

@@ -14,13 +14,14 @@ from .transforms import IAF
 __all__ = ["IAFPosterior", "known_inverse"]
 
 
-def known_inverse(flow: IAF, u: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
-    """``eps = flow^-1(u)`` where ``eps [..., D]`` is already known (``flow(eps) == u``).
+def known_inverse(flow: IAF, u: jnp.ndarray, eps: jnp.ndarray, log_det: jnp.ndarray | None = None):
+    """``eps = flow^-1(u)`` where ``eps [..., D]`` is already known (``flow(eps) == u``), and with
+    ``log_det [...]`` (``log|det d flow / d eps|`` at ``eps``, known too) the pair ``(eps, log_det)``.
 
-    The value is ``eps``; the derivative with respect to ``u`` is the inverse Jacobian
-    ``(d flow / d eps)^-1``: each step's triangular Jacobian from its masked weight products and
-    a blocked triangular solve per step and draw (``jacobian.solve_jacobian_transpose``), so nothing
-    runs the flow's ``D``-pass sequential inverse. The flow's parameters and its context
+    The values are the ones given; the derivative with respect to ``u`` goes through the inverse
+    Jacobian ``(d flow / d eps)^-1`` (and, for ``log_det``, its derivative in ``eps``): each step's
+    blocked triangular solve per draw (``jacobian.solve_jacobian_transpose``), so nothing runs the
+    flow's ``D``-pass sequential inverse. The flow's parameters and its context
     (``flow.condition(h)``) get no gradient; a draw whose solve is not finite (a numerically
     singular Jacobian) gets a zero gradient.
 
@@ -28,26 +29,29 @@ def known_inverse(flow: IAF, u: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
         flow: the ``IAF`` (conditioned or not) with ``flow(eps) == u``.
         u: ``[..., D]``, the flow's output.
         eps: ``[..., D]``, its known input.
+        log_det: ``[...]``, the flow's known log-det at ``eps``, or None.
     """
     stop = jax.lax.stop_gradient
     bare = flow.with_params(stop(flow.params))
     h = None if flow.context is None else stop(flow.context)
     bare.context = None
+    with_log_det = log_det is not None
 
     @jax.custom_vjp
-    def inverse(u, e, c):
-        return e
+    def inverse(u, e, ld, c):
+        return e, ld
 
-    def forward(u, e, c):
-        return e, (e, c)
+    def forward(u, e, ld, c):
+        return (e, ld), (e, c)
 
-    def backward(residuals, cotangent):
-        e, c = residuals
-        grad_u = _sum_to(solve_jacobian_transpose(bare, e, c, cotangent), jnp.shape(u))
-        return grad_u, jnp.zeros_like(e), None if c is None else jnp.zeros_like(c)
+    def backward(residuals, cotangents):
+        (e, c), (grad_e, grad_ld) = residuals, cotangents
+        grad = solve_jacobian_transpose(bare, e, c, grad_e, grad_ld if with_log_det else None)
+        return _sum_to(grad, jnp.shape(u)), jnp.zeros_like(e), None, None if c is None else jnp.zeros_like(c)
 
     inverse.defvjp(forward, backward)
-    return inverse(u, stop(eps), h)
+    eps, log_det = inverse(u, stop(eps), None if log_det is None else stop(log_det), h)
+    return (eps, log_det) if with_log_det else eps
 
 
 def _sum_to(x: jnp.ndarray, shape: tuple[int, ...]) -> jnp.ndarray:
@@ -86,7 +90,6 @@ class IAFPosterior(dist.TransformedDistribution):
         flow, affine = self.transforms
         flow = flow.with_params(stop(flow.params))
         loc, scale = stop(affine.loc), stop(affine.scale)
-        eps = known_inverse(flow, (value - loc) / scale, intermediates[0][0])
-        _, log_det = flow.call_with_intermediates(eps)
+        eps, log_det = known_inverse(flow, (value - loc) / scale, *intermediates[0])
         log_scale = jnp.broadcast_to(jnp.log(scale), jnp.shape(value)).sum(-1)
         return self.base_dist.log_prob(eps) - log_det - log_scale

@@ -91,14 +91,18 @@ class _LocalPosterior(dist.TransformedDistribution):
         h = getattr(flow, "context", None)
         h = None if h is None else h.detach()
         bare = flow._iaf
-        stopped = bare if h is None else ConditionedIAF(bare, h)
+        flow_input = cached[1] if self.affine_first else cached[0]
+        flow_cache = getattr(flow, "_cached", None)  # (x, y, log|det|) of the flow's last call
+        if flow_cache is not None and flow_cache[0] is flow_input:
+            log_det = flow_cache[2]
+        else:
+            stopped = bare if h is None else ConditionedIAF(bare, h)
+            log_det = stopped._forward_with_logdet(flow_input, detach=True)[1]
         if self.affine_first:  # value = F(z0), z0 = mu + sigma * eps
-            z0 = known_inverse(bare, value, cached[1], h)
+            z0, log_det = known_inverse(bare, value, flow_input, h, log_det)
             eps = (z0 - mu) / sigma
-            _, log_det = stopped._forward_with_logdet(z0, detach=True)
         else:  # value = mu + sigma * F(eps)
-            eps = known_inverse(bare, (value - mu) / sigma, cached[0], h)
-            _, log_det = stopped._forward_with_logdet(eps, detach=True)
+            eps, log_det = known_inverse(bare, (value - mu) / sigma, flow_input, h, log_det)
         log_sigma = torch.log(sigma).expand(value.shape).sum(-1)
         return self.base_dist.log_prob(eps) - log_det - log_sigma
 

@@ -15,40 +15,45 @@ __all__ = ["IAFPosterior", "known_inverse", "check_param_shapes"]
 
 
 class _KnownInverse(torch.autograd.Function):
-    """Value ``eps``; gradient with respect to ``u`` through ``(d flow_h / d eps)^-1``."""
+    """Values ``(eps, log_det)``; the gradient with respect to ``u`` through ``(d flow_h / d eps)^-1``."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, eps: torch.Tensor, h: torch.Tensor | None, flow: IAF) -> torch.Tensor:
-        ctx.flow = flow
+    def forward(ctx, u, eps, log_det, h, flow: IAF):
+        ctx.flow, ctx.with_log_det = flow, log_det is not None
         ctx.save_for_backward(eps, h)
-        return eps.clone()
+        return eps.clone(), (eps.new_zeros(()) if log_det is None else log_det.clone())
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad_eps, grad_log_det):
         eps, h = ctx.saved_tensors
-        g = solve_jacobian_transpose(ctx.flow, eps, h, grad)
-        return g.sum_to_size(grad.shape), None, None, None
+        g = solve_jacobian_transpose(ctx.flow, eps, h, grad_eps, grad_log_det if ctx.with_log_det else None)
+        return g.sum_to_size(grad_eps.shape), None, None, None, None
 
 
 def known_inverse(
-    flow: IAF, u: torch.Tensor, eps: torch.Tensor, context: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``eps = flow_h^-1(u)`` where ``eps [..., D]`` is already known (``flow_h(eps) == u``).
+    flow: IAF, u: torch.Tensor, eps: torch.Tensor, context: torch.Tensor | None = None,
+    log_det: torch.Tensor | None = None,
+):
+    """``eps = flow_h^-1(u)`` where ``eps [..., D]`` is already known (``flow_h(eps) == u``), and with
+    ``log_det [...]`` (``log|det d flow_h / d eps|`` at ``eps``, known too) the pair ``(eps, log_det)``.
 
-    The value is ``eps``; the derivative with respect to ``u`` is the inverse Jacobian
-    ``(d flow_h / d eps)^-1``: each step's triangular Jacobian from its masked weight products and
-    a blocked triangular solve per step and draw (``jacobian.solve_jacobian_transpose``), so nothing
-    runs the flow's ``D``-pass sequential inverse. The flow and the context get no gradient; a
-    draw whose solve is not finite (a numerically singular Jacobian) gets a zero gradient.
+    The values are the ones given; the derivative with respect to ``u`` goes through the inverse
+    Jacobian ``(d flow_h / d eps)^-1`` (and, for ``log_det``, its derivative in ``eps``): each step's
+    blocked triangular solve per draw (``jacobian.solve_jacobian_transpose``), so nothing runs the
+    flow's ``D``-pass sequential inverse. The flow and the context get no gradient; a draw whose
+    solve is not finite (a numerically singular Jacobian) gets a zero gradient.
 
     Args:
         flow: the ``IAF`` with ``flow_h(eps) == u``.
         u: ``[..., D]``, the flow's output.
         eps: ``[..., D]``, its known input.
         context: ``h [..., C]`` of a conditioned flow, or None.
+        log_det: ``[...]``, the flow's known log-det at ``eps``, or None.
     """
     h = None if context is None else context.detach()
-    return _KnownInverse.apply(u, eps.detach(), h, flow)
+    known = None if log_det is None else log_det.detach()
+    eps, log_det = _KnownInverse.apply(u, eps.detach(), known, h, flow)
+    return eps if known is None else (eps, log_det)
 
 
 def check_param_shapes(D: int, loc: torch.Tensor, scale: torch.Tensor) -> None:
@@ -96,21 +101,20 @@ class IAFPosterior(dist.TransformedDistribution):
         return new
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        eps = self._cached_eps(value) if self.stl and torch.is_grad_enabled() else None
-        if eps is None:
+        cached = self._cached_draw(value) if self.stl and torch.is_grad_enabled() else None
+        if cached is None:
             return super().log_prob(value)
         flow, affine = self.transforms
         u = (value - affine.loc.detach()) / affine.scale.detach()
-        eps = known_inverse(flow, u, eps)
-        _, log_det = flow._forward_with_logdet(eps, detach=True)
+        eps, log_det = known_inverse(flow, u, *cached)
         log_scale = torch.log(affine.scale.detach()).expand(value.shape).sum(-1)
         return self.base_dist.log_prob(eps) - log_det - log_scale
 
-    def _cached_eps(self, value: torch.Tensor) -> torch.Tensor | None:
-        """The ``eps`` that made ``value`` in this distribution's last draw (None if it did not)."""
+    def _cached_draw(self, value: torch.Tensor) -> tuple[torch.Tensor, None, torch.Tensor] | None:
+        """``(eps, None, log_det)`` of this distribution's last draw if it made ``value`` (else None)."""
         flow, affine = self.transforms
         x_y = getattr(affine, "_cached_x_y", (None, None))
         flow_cache = getattr(flow, "_cached", None)
         if x_y[1] is not value or flow_cache is None or flow_cache[1] is not x_y[0]:
             return None
-        return flow_cache[0]
+        return flow_cache[0], None, flow_cache[2]

@@ -113,6 +113,20 @@ class PyroBackend:
     def num_params(self, flow) -> int:
         return sum(p.numel() for p in flow.parameters())
 
+    def solve_jacobian_transpose(self, flow, eps, h, grad, log_det_grad, block):
+        from pyro_iaf.jacobian import solve_jacobian_transpose
+
+        out = solve_jacobian_transpose(flow, self.array(eps), None if h is None else self.array(h),
+                                       self.array(grad), self.array(log_det_grad), block=block)
+        return self.numpy(out)
+
+    def log_det_gradient(self, flow, z, h=None) -> np.ndarray:
+        """``d log|det dy/dz| / dz`` for one point ``z [D]``, by autograd through the forward pass."""
+        t = self.bind(flow, h)
+        z = self.array(z).requires_grad_()
+        (grad,) = self.torch.autograd.grad(t.log_abs_det_jacobian(z, t._call(z)), z)
+        return self.numpy(grad)
+
 
 class NumPyroBackend:
     name = "numpyro"
@@ -214,6 +228,18 @@ class NumPyroBackend:
 
     def num_params(self, flow) -> int:
         return sum(leaf.size for leaf in self.jax.tree.leaves(flow.params))
+
+    def solve_jacobian_transpose(self, flow, eps, h, grad, log_det_grad, block):
+        from numpyro_iaf.jacobian import solve_jacobian_transpose
+
+        out = solve_jacobian_transpose(flow, self.array(eps), None if h is None else self.array(h),
+                                       self.array(grad), self.array(log_det_grad), block=block)
+        return np.asarray(out)
+
+    def log_det_gradient(self, flow, z, h=None) -> np.ndarray:
+        """``d log|det dy/dz| / dz`` for one point ``z [D]``, by autodiff through the forward pass."""
+        f = flow if h is None else flow.condition(self.array(h))
+        return np.asarray(self.jax.grad(lambda x: f.call_with_intermediates(x)[1])(self.array(z)))
 
 
 # ---- autoguide helpers: the same verbs on both backends ------------------------------------

@@ -172,6 +172,56 @@ def test_path_derivative_gradient_is_finite_where_the_jacobian_is_singular(backe
     assert np.isfinite(grad).all(), grad
 
 
+SOLVE_CASES = [  # (D, context_dim, hidden_dims, gated, skip, num_flows): blocked (1 hidden layer), whole
+    (13, 0, (8,), False, True, 2),  # fewer units than inputs: one run of units per block
+    (13, 3, (40,), True, False, 2),  # units cycle three times over the degrees: several runs per block
+    (40, 2, (20,), False, True, 3),
+    (12, 2, (8, 8), True, True, 2),  # two hidden layers: the whole Jacobian
+    (12, 0, (), False, True, 2),  # no hidden layer: the whole Jacobian
+]
+
+
+@pytest.mark.parametrize("D,C,H,gated,skip,num_flows", SOLVE_CASES,
+                         ids=[f"D{c[0]}-C{c[1]}-H{'x'.join(map(str, c[2])) or 'lin'}" for c in SOLVE_CASES])
+@pytest.mark.parametrize("block", [4, 16, None])
+def test_jacobian_solve_matches_the_dense_solve(backend, D, C, H, gated, skip, num_flows, block):
+    """``solve_jacobian_transpose`` (the path-derivative score's backward pass) against a dense solve
+    with the autodiff Jacobian: ``J^-T (g + gl d log|det| / dz)`` for every block plan."""
+    with backend.float64():
+        flow = make_flow(backend, D, C, H, gated, skip, num_flows=num_flows)
+        z, h = random_inputs(D, C, n=3, seed=7)
+        rng = np.random.default_rng(8)
+        grad, log_det_grad = rng.normal(size=(3, D)), rng.normal(size=3)
+        out = backend.solve_jacobian_transpose(flow, z, h, grad, log_det_grad, block)
+        for i in range(3):
+            hi = None if h is None else h[i]
+            rhs = grad[i] + log_det_grad[i] * backend.log_det_gradient(flow, z[i], hi)
+            expected = np.linalg.solve(backend.jacobian(flow, z[i], hi).T, rhs)
+            np.testing.assert_allclose(out[i], expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("D,H,context", [(7, 5, False), (13, 30, False), (13, 30, True), (9, 40, True)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_coupling_units_are_exactly_the_units_inside_each_block(D, H, context, reverse):
+    """``masks.coupling_units``: a unit is listed for a block iff it links an output of the block
+    to an earlier input of the block (in the solve's order), in runs of consecutive indices."""
+    from numpyro_iaf.masks import coupling_units, made_masks
+
+    (hidden,), output, _ = made_masks(D, (H,), context=context, reverse=reverse)
+    if reverse:  # the solve flips a reversed MADE's coordinates
+        hidden, output = hidden[:, ::-1], output[::-1]
+    plan = coupling_units((hidden != 0).sum(1), D, 4)
+    expected_blocks = [(s, min(s + 4, D)) for s in reversed(range(0, D, 4))]
+    assert [(start, stop) for start, stop, _ in plan] == expected_blocks
+    for start, stop, runs in plan:
+        listed = [k for run in runs for k in range(run.start, run.stop)]
+        assert listed == sorted(set(listed)) and all(a.stop < b.start for a, b in zip(runs, runs[1:]))
+        block = slice(start, stop)
+        links = output[block][:, None, :].astype(bool) & hidden.T[block][None, :, :].astype(bool)  # [i, j, k]
+        links &= np.tril(np.ones((stop - start,) * 2, bool), -1)[:, :, None]
+        assert listed == np.flatnonzero(links.any((0, 1))).tolist()
+
+
 def test_errors_name_the_shape(backend):
     flow = backend.pkg.IAF(4, context_dim=2)
     with pytest.raises(ValueError, match=r"\[\.\.\., 4\]"):
