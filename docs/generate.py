@@ -139,9 +139,10 @@ def value(key: str) -> str:
         rows = _load("amortized.json")["rows"]
         row = next(r for r in rows if (r["backend"], r["pattern"]) == (backend, pattern))
         return f"{row[field]:.0f}" if abs(row[field]) >= 100 else f"{row[field]:.2f}"
-    if kind == "stl":  # stl/BACKEND/D/PARTICLES: the STL step's cost over the plain step's
+    if kind in ("stl", "stlold"):  # stl[old]/BACKEND/D/PARTICLES: the STL step's cost over the plain step's
         backend, D, particles = args
-        row = next(r for r in _load("stl_cost.json")["rows"]
+        source = "stl_cost.json" if kind == "stl" else "stl_cost_previous.json"
+        row = next(r for r in _load(source)["rows"]
                    if (r["backend"], r["D"], r["particles"]) == (backend, int(D), int(particles)))
         return f"{row['ratio']:.2f}x"
     if kind == "pdb":  # pdb/BACKEND/COUNT: a count of models.compare.posteriordb_report.counts
@@ -289,8 +290,10 @@ def table_stl_cost() -> str:
         lines.append(f"| {NAMES[r['backend']]} | {r['particles']} | {r['D']} | {r['ms_plain']:.2f} "
                      f"| {r['ms_stl']:.2f} | {r['ratio']:.2f}x | {met} |")
     st = d["settings"]
-    lines.append(f"\n{st['machine']}, {st['date']}, commit {st['commit']}, load {st['load_at_start']} at the "
-                 f"start, {st['load_at_end']} at the end ({st['label']}). Command: `{st['command']}`.")
+    blocks = "".join(f", {NAMES[b]} solve blocks of {n}" for b, n in st.get("solve_block", {}).items())
+    lines.append(f"\n{st['machine']}, {st['date']}, commit {st['commit']}{blocks}, load "
+                 f"{st['load_at_start']} at the start, {st['load_at_end']} at the end ({st['label']}). "
+                 f"Command: `{st['command']}`.")
     return "\n".join(lines)
 
 
@@ -803,6 +806,8 @@ def merge_stl_cost(run: Path) -> int:
     data = _load("stl_cost.json")
     new = json.loads((run / "stl_cost.json").read_text())
     fresh = {(r["backend"], r["D"]) for r in new["rows"]}
+    if all((r["backend"], r["D"]) in fresh for r in data["rows"]):  # every row new: its settings too
+        data["settings"] = new["settings"]
     data["rows"] = [r for r in data["rows"] if (r["backend"], r["D"]) not in fresh] + new["rows"]
     (BENCH / "stl_cost.json").write_text(json.dumps(data, indent=1) + "\n")
     return len(new["rows"])

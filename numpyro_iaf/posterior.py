@@ -69,7 +69,7 @@ class IAFPosterior(dist.TransformedDistribution):
     With ``stl=True`` that ``log_prob`` has the same value but differentiates only through ``z``
     (the parameters of ``q`` enter stopped): the path-derivative ELBO gradient, which drops the
     score term (zero in expectation) and with it most of the noise once ``q`` is close to the
-    posterior. Costs each step's ``D x D`` Jacobian and a triangular solve per draw in the backward pass.
+    posterior. Costs a blocked triangular solve per step and draw in the backward pass (``jacobian``).
 
     Args:
         flow: the ``IAF`` applied to ``eps``.

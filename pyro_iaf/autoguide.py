@@ -63,7 +63,7 @@ class AutoIAFNormal(AutoContinuous):
     ``init_loc_fn``'s point and ``scale`` at ``init_scale`` divided by the fresh flow's
     contraction, so the first posterior has mean ``init_loc`` and standard deviations
     ``init_scale``. ``stl=True`` scores the guide's own draws with the path-derivative ("sticking
-    the landing") gradient: same ELBO, less noise near the optimum, ``D`` forward-mode passes per
+    the landing") gradient: same ELBO, less noise near the optimum, a blocked triangular solve per
     draw. Left as None (the default), ``stl`` is on up to ``STL_MAX_DIM`` (512) latent
     dimensions, and then ``num_flows=1, gated=False``; above it (no ``stl``) ``num_flows=2,
     gated=True``, the better flow without it; resolved when the guide is set up.

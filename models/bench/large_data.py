@@ -178,9 +178,15 @@ def _guide(model: str, fn, backend: str):
 
 
 def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: float,
-                seed: int = 0, replace: bool = True, num_draws: int = NUM_DRAWS) -> dict:
+                seed: int = 0, replace: bool = True, num_draws: int = NUM_DRAWS,
+                final_steps: int = 0, final_batch: int | None = None, final_lr: float = 1e-3,
+                final_lr_end: float | None = None) -> dict:
     """Subsampled SVI in NumPyro: ``fit``'s compiled chunks of ``numpyro_iaf.fit.CHUNK`` steps,
-    compiled ahead (``compile_s``) and run (``run_s``); ``summary`` of ``num_draws`` draws."""
+    compiled ahead (``compile_s``) and run (``run_s``); ``summary`` of ``num_draws`` draws. Then
+    ``final_steps`` more with ``final_batch`` rows a step (None: all, no subsampling), Adam from
+    ``final_lr`` decaying to ``final_lr_end`` (None: ``lr_end``): the larger batch ends the
+    subsampling noise of the last iterates (a growing batch in place of a vanishing step, Smith
+    et al. 2018)."""
     import jax
     import jax.numpy as jnp
     import numpyro
@@ -213,9 +219,32 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     for _ in range(-(-steps // CHUNK)):
         state, values = compiled(state)
         losses.append(values)
-    losses = np.concatenate(jax.device_get(losses))
+    jax.block_until_ready(state)
     run_s = time.perf_counter() - start
     params = svi.get_params(state)
+    if final_steps:
+        end = lr_end if final_lr_end is None else final_lr_end
+        optim = numpyro.optim.Adam(exponential_decay(final_lr, final_steps, end / final_lr))
+        svi = SVI(fn, guide, optim, Trace_ELBO())
+        start = time.perf_counter()
+        state = svi.init(jax.random.PRNGKey(seed + 1), *args, subsample_size=final_batch, init_params=params)
+        init_s += time.perf_counter() - start
+
+        def final_chunk(state):
+            return jax.lax.scan(lambda s, _: svi.update(s, *args, subsample_size=final_batch), state, None,
+                                CHUNK)
+
+        start = time.perf_counter()
+        compiled = jax.jit(final_chunk).lower(state).compile()
+        compile_s += time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(-(-final_steps // CHUNK)):
+            state, values = compiled(state)
+            losses.append(values)
+        jax.block_until_ready(state)
+        run_s += time.perf_counter() - start
+        params = svi.get_params(state)
+    losses = np.concatenate(jax.device_get(losses))
     key = jax.random.PRNGKey(12345)
     extra = () if model == "logistic" else args
     draws = guide.sample_posterior(key, params, *extra, sample_shape=(num_draws,))

@@ -6,7 +6,7 @@
 Model: the linear-Gaussian target (``models/targets/linear_gaussian.py``) at each ``D``; guide:
 our ``AutoIAFNormal`` with the flow its default resolves to with ``stl=True`` (one affine step),
 scored once with ``stl=False`` (the plain step) and once with ``stl=True``, Adam(1e-2). The two
-are timed side by side, interleaved (plain, stl, plain, stl, ...; the median of 3 of each), so
+are timed side by side, interleaved (plain, stl, plain, stl, ...; the median of 7 of each), so
 the machine's load affects both alike. ms/step excludes compilation: NumPyro, a compiled
 ``lax.scan`` of 100 updates; Pyro, 50 steps after 10 warm-up steps (torch on 1 thread).
 Writes ``--out``/stl_cost.json (``python docs/generate.py`` renders it into the docs).
@@ -86,7 +86,7 @@ def _pyro_timer(D: int, stl: bool, particles: int) -> Callable[[], float]:
     return timed
 
 
-def measure(backend: str, D: int, particles: int, repeats: int = 3) -> dict:
+def measure(backend: str, D: int, particles: int, repeats: int = 7) -> dict:
     """``{"ms_plain", "ms_stl", "ratio"}``: medians of ``repeats`` interleaved timings."""
     make = _numpyro_timer if backend == "numpyro" else _pyro_timer
     plain, stl = make(D, False, particles), make(D, True, particles)
@@ -97,6 +97,12 @@ def measure(backend: str, D: int, particles: int, repeats: int = 3) -> dict:
     off, on = statistics.median(times["plain"]), statistics.median(times["stl"])
     return {"backend": backend, "D": D, "particles": particles, "ms_plain": off, "ms_stl": on,
             "ratio": on / off}
+
+
+def _solve_blocks(backends: tuple[str, ...]) -> dict[str, int]:
+    """Each backend's block size of the blocked triangular solve (``jacobian.SOLVE_BLOCK``)."""
+    modules = {"numpyro": "numpyro_iaf.jacobian", "pyro": "pyro_iaf.jacobian"}
+    return {b: __import__(modules[b], fromlist=["SOLVE_BLOCK"]).SOLVE_BLOCK for b in backends}
 
 
 def _commit() -> str:
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _commit(),
         "label": args.label,
+        "solve_block": _solve_blocks(backends),
     }
     rows = []
     for backend in backends:
