@@ -258,9 +258,11 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
 
 
 def fit_pyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: float,
-             seed: int = 0, num_draws: int = NUM_DRAWS) -> dict:
+             seed: int = 0, num_draws: int = NUM_DRAWS, final_steps: int = 0, final_batch: int | None = None,
+             final_lr: float = 1e-3, final_lr_end: float | None = None) -> dict:
     """Subsampled SVI in Pyro: ``pyro_iaf.fit`` with ``ClippedAdam`` (``lrd`` per step, no
-    clipping: Adam with a decay), eager (``run_s`` includes the guide's set-up)."""
+    clipping: Adam with a decay), eager (``run_s`` includes the guide's set-up); then the final
+    phase of :func:`fit_numpyro` (a fresh Adam on the fitted parameters)."""
     import pyro
     import torch
 
@@ -277,14 +279,22 @@ def fit_pyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: f
     start = time.perf_counter()
     result = fit(fn, guide, *args, subsample_size=batch, optim=optim, num_steps=steps, seed=seed,
                  progress_bar=False)
+    losses = list(result.losses)
+    if final_steps:
+        end = lr_end if final_lr_end is None else final_lr_end
+        optim = pyro.optim.ClippedAdam({"lr": final_lr, "lrd": (end / final_lr) ** (1 / final_steps),
+                                        "clip_norm": float("inf")})
+        result = fit(fn, guide, *args, subsample_size=final_batch, optim=optim, num_steps=final_steps,
+                     seed=seed + 1, progress_bar=False)
+        losses += list(result.losses)
     run_s = time.perf_counter() - start
     with torch.no_grad():
         extra = () if model == "logistic" else args
         draws = guide.sample_posterior(num_draws, *extra, seed=12345)
     N = len(arrays[0])
     return {"summary": summarize({k: v.numpy() for k, v in draws.items()}, model), "init_s": None,
-            "compile_s": None, "run_s": run_s, "steps": len(result.losses),
-            "final_loss": float(np.mean(result.losses[-100:])),
+            "compile_s": None, "run_s": run_s, "steps": len(losses),
+            "final_loss": float(np.mean(losses[-100:])),
             "index_ms": _ms(lambda i: torch.randperm(N)[:batch])}
 
 
@@ -360,10 +370,18 @@ def run(opts, models: list[str]) -> dict:
         result["rows"].append(row)
         print(json.dumps(row), flush=True)
         for backend in backends:
-            kw = {"batch": batch, "steps": steps, "lr": lr, "lr_end": opts.lr_end}
+            lr_end = opts.lr_end if opts.lr_end is not None else cfg.get("lr_end", 1e-4)
+            kw = {"batch": batch, "steps": steps, "lr": lr, "lr_end": lr_end}
+            final_steps = opts.final_steps if opts.final_steps is not None else cfg.get("final_steps", 0)
+            final = {}
+            if final_steps:
+                final = {"final_steps": final_steps, "final_batch": opts.final_batch or None,
+                         "final_lr": opts.final_lr or cfg.get("final_lr", 1e-2), "final_lr_end": 1e-4}
+            kw.update(final)
             fit = fit_numpyro(model, arrays, **kw) if backend == "numpyro" else fit_pyro(model, arrays, **kw)
-            row = {**common, "method": "vi", "backend": backend, "batch": batch, "lr": [lr, opts.lr_end],
-                   "epochs": steps * batch / N,
+            final_rows = final.get("final_steps", 0) * (final.get("final_batch") or N)
+            row = {**common, "method": "vi", "backend": backend, "batch": batch, "lr": [lr, lr_end],
+                   "final": final or None, "epochs": (steps * batch + final_rows) / N,
                    "seconds": fit["run_s"] + (fit["compile_s"] or 0) + (fit["init_s"] or 0),
                    **{k: v for k, v in fit.items() if k != "summary"},
                    "accuracy": accuracy(fit["summary"], ref)}
@@ -392,7 +410,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="SVI steps (default: the size's)")
     parser.add_argument("--batch", type=int, default=None, help="rows (logistic) / groups (hier) a step")
     parser.add_argument("--lr", type=float, default=None, help="initial Adam step (default: the size's)")
-    parser.add_argument("--lr-end", type=float, default=1e-4)
+    parser.add_argument("--lr-end", type=float, default=None, help="(default: the size's, else 1e-4)")
+    parser.add_argument("--final-steps", type=int, default=None,
+                        help="steps of a final phase on --final-batch rows (default: the size's, else 0)")
+    parser.add_argument("--final-batch", type=int, default=0, help="rows (groups) a final step (0: all)")
+    parser.add_argument("--final-lr", type=float, default=None, help="(default: the size's, else 1e-2)")
     parser.add_argument("--nuts-warmup", type=int, default=500)
     parser.add_argument("--nuts-samples", type=int, default=1000)
     parser.add_argument("--reference", action="store_true", help="make the NUTS reference and stop")

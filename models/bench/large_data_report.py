@@ -83,7 +83,12 @@ def table(result: dict) -> str:
                          f"full-data gradient; {r['divergences']} divergences")
                 cells = [f"{r['seconds']:.1f}", "(in wall)", "1", "1"]
             else:
-                what = f"{NAMES[r['backend']]} VI, {r['steps']} steps of {r['batch']:,}"
+                final = r.get("final") or {}
+                first = r["steps"] - final.get("final_steps", 0)
+                what = f"{NAMES[r['backend']]} VI, {first} steps of {r['batch']:,}"
+                if final:
+                    rows = "all" if not final["final_batch"] else f"{final['final_batch']:,}"
+                    what += f", then {final['final_steps']} of {rows}"
                 setup = (r.get("init_s") or 0) + (r.get("compile_s") or 0)
                 where = (f"{1e3 * r['run_s'] / r['steps']:.1f} ms a step, of which index draw "
                          f"{r['index_ms']:.2f} ms; {r['epochs']:.0f} epochs")
