@@ -139,6 +139,18 @@ def value(key: str) -> str:
         rows = _load("amortized.json")["rows"]
         row = next(r for r in rows if (r["backend"], r["pattern"]) == (backend, pattern))
         return f"{row[field]:.0f}" if abs(row[field]) >= 100 else f"{row[field]:.2f}"
+    if kind == "ld":  # ld/MODEL/BACKEND|nuts/FIELD: a row of the large-data run (large_data.json)
+        model, who, field = args
+        rows = [r for r in _load("large_data.json")["rows"] if r["model"] == model]
+        nuts = next(r for r in rows if r["method"] == "nuts")
+        row = nuts if who == "nuts" else next(r for r in rows if r["method"] == "vi" and r["backend"] == who)
+        acc = row["accuracy"]["globals"]
+        setup = (row.get("init_s") or 0) + (row.get("compile_s") or 0) if row is not nuts else 0
+        values = {"both": acc["both_pass"], "means": acc["mean_pass"], "sds": acc["sd_pass"],
+                  "coords": acc["coords"], "seconds": f"{row['seconds']:.0f}",
+                  "wall_ratio": f"{(row.get('run_s') or row['seconds']) / nuts['seconds']:.2f}",
+                  "all_ratio": f"{((row.get('run_s') or row['seconds']) + setup) / nuts['seconds']:.2f}"}
+        return str(values[field])
     if kind in ("stl", "stlold"):  # stl[old]/BACKEND/D/PARTICLES: the STL step's cost over the plain step's
         backend, D, particles = args
         source = "stl_cost.json" if kind == "stl" else "stl_cost_previous.json"
@@ -335,6 +347,14 @@ def table_large_data() -> str:
     from models.bench.large_data_report import table
 
     return table(_load("large_data.json"))
+
+
+def table_large_data_schedules() -> str:
+    """Fit schedules of the large logistic regression (``models.bench.large_data --schedules``)."""
+    sys.path.insert(0, str(ROOT))
+    from models.bench.large_data_report import table_schedules
+
+    return table_schedules(_load("large_data_schedules.json"))
 
 
 def _resnet_vae_rows(runs: dict) -> list[str]:
@@ -701,6 +721,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "stl_cost": table_stl_cost,
     "resnet_vae_step": table_resnet_vae_step,
     "large_data": table_large_data,
+    "large_data_schedules": table_large_data_schedules,
     "gpu_resnet_vae": table_gpu_resnet_vae,
     "cpu_resnet_vae": table_cpu_resnet_vae,
     "posteriordb_fit": table_posteriordb_fit,

@@ -397,6 +397,41 @@ def run(opts, models: list[str]) -> dict:
     return result
 
 
+# ---- schedules: which fit settings reach the criterion -------------------------------------------
+
+SCHEDULES = [  # (subsampled steps, their Adam lr from -> to, final full-data steps, their lr from): to 1e-4
+    (3000, 5e-2, 1e-4, 0, None),
+    (300, 5e-2, 1e-3, 700, 1e-2),
+    (500, 5e-2, 1e-2, 1000, 1e-2),
+    (500, 5e-2, 1e-2, 1500, 1e-2),
+    (1000, 5e-2, 1e-2, 600, 1e-2),
+    (1500, 5e-2, 1e-2, 1000, 1e-2),
+    (1500, 5e-2, 5e-3, 800, 5e-3),
+    (2000, 5e-2, 1e-2, 700, 1e-2),
+]
+SCHEDULES_OUT = ROOT / "docs" / "bench" / "large_data_schedules.json"
+
+
+def run_schedules(rows: int, batch: int = 20_000, seed: int = 0) -> dict:
+    """NumPyro fits of the logistic regression at ``rows`` rows under each of ``SCHEDULES`` (one
+    seed), scored against the stored reference at that size; writes ``SCHEDULES_OUT``."""
+    cfg = config("logistic", "full", rows)
+    ref, arrays = load_reference("logistic", cfg), data("logistic", cfg)
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out = {"machine": machine(), "load_start": uptime(), "date": date, "batch": batch, "rows": [],
+           "command": f"python -m models.bench.large_data --schedules --rows {rows}"}
+    for steps, lr, lr_end, final_steps, final_lr in SCHEDULES:
+        fit = fit_numpyro("logistic", arrays, batch=batch, steps=steps, lr=lr, lr_end=lr_end, seed=seed,
+                          final_steps=final_steps, final_lr=final_lr or 1e-2, final_lr_end=1e-4)
+        row = {"steps": steps, "lr": [lr, lr_end], "final_steps": final_steps, "run_s": fit["run_s"],
+               "final_lr": [final_lr, 1e-4], "accuracy": accuracy(fit["summary"], ref)["globals"]}
+        out["rows"].append(row)
+        print(json.dumps(row), flush=True)
+    out["load_end"] = uptime()
+    SCHEDULES_OUT.write_text(json.dumps(_rounded(out), indent=1) + "\n")
+    return out
+
+
 # ---- the command ------------------------------------------------------------------------------
 
 
@@ -418,6 +453,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nuts-warmup", type=int, default=500)
     parser.add_argument("--nuts-samples", type=int, default=1000)
     parser.add_argument("--reference", action="store_true", help="make the NUTS reference and stop")
+    parser.add_argument("--schedules", action="store_true",
+                        help="logistic at --rows: NumPyro fits under each of SCHEDULES, then stop")
     parser.add_argument("--ref-warmup", type=int, default=1000)
     parser.add_argument("--ref-samples", type=int, default=3000)
     parser.add_argument("--ref-chains", type=int, default=1)
@@ -426,6 +463,9 @@ def main(argv: list[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     opts.argv = list(argv) if argv is not None else __import__("sys").argv[1:]
     models = ["logistic", "hier"] if opts.model == "both" else [opts.model]
+    if opts.schedules:
+        run_schedules(opts.rows or SIZES[opts.size]["logistic"]["num_rows"])
+        return
     if opts.reference:
         for model in models:
             cfg = config(model, opts.size, opts.rows if model == "logistic" else None)

@@ -100,6 +100,25 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def table_schedules(result: dict) -> str:
+    """The schedules' table (``python -m models.bench.large_data --schedules``)."""
+    lines = ["| subsampled steps (Adam) | then all rows (Adam) | steps' wall s | means pass | sds pass "
+             "| worst mean, sd |", "|---|---|---:|---:|---:|---|"]
+    for r in result["rows"]:
+        a = r["accuracy"]
+        sub = f"{r['steps']} ({r['lr'][0]:g} -> {r['lr'][1]:g})"
+        full = "-"
+        if r["final_steps"]:
+            full = f"{r['final_steps']} ({r['final_lr'][0]:g} -> {r['final_lr'][1]:g})"
+        worst = f"{a['max_abs_err']:.2f} sd, {100 * a['max_sd_dev']:.0f}%"
+        lines.append(f"| {sub} | {full} | {r['run_s']:.1f} | {a['mean_pass']}/{a['coords']} | "
+                     f"{a['sd_pass']}/{a['coords']} | {worst} |")
+    lines.append(f"\nBatches of {result['batch']:,} rows, one seed, NumPyro; {result['machine']}; run "
+                 f"{result['date']}, load at the start {_load(result['load_start'])}, at the end "
+                 f"{_load(result['load_end'])}. Command: `{result['command']}`.")
+    return "\n".join(lines)
+
+
 def _load(uptime: str) -> str:
     """The load averages of an ``uptime`` line ("load average: 1.0, 2.0, 3.0" -> "1.0, 2.0, 3.0")."""
     return uptime.split("load average:")[-1].strip()
