@@ -349,12 +349,13 @@ def table_large_data() -> str:
     return table(_load("large_data.json"))
 
 
-def table_large_data_schedules() -> str:
-    """Fit schedules of the large logistic regression (``models.bench.large_data --schedules``)."""
+def table_large_data_schedules(rows: str) -> str:
+    """Fit schedules of the large logistic regression at ``rows`` rows
+    (``models.bench.large_data --schedules --rows ROWS``)."""
     sys.path.insert(0, str(ROOT))
     from models.bench.large_data_report import table_schedules
 
-    return table_schedules(_load("large_data_schedules.json"))
+    return table_schedules(_load(f"large_data_schedules_{rows}.json"))
 
 
 def _resnet_vae_rows(runs: dict) -> list[str]:

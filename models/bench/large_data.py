@@ -399,28 +399,26 @@ def run(opts, models: list[str]) -> dict:
 
 # ---- schedules: which fit settings reach the criterion -------------------------------------------
 
-SCHEDULES = [  # (subsampled steps, their Adam lr from -> to, final full-data steps, their lr from): to 1e-4
-    (3000, 5e-2, 1e-4, 0, None),
-    (300, 5e-2, 1e-3, 700, 1e-2),
-    (500, 5e-2, 1e-2, 1000, 1e-2),
-    (500, 5e-2, 1e-2, 1500, 1e-2),
-    (1000, 5e-2, 1e-2, 600, 1e-2),
-    (1500, 5e-2, 1e-2, 1000, 1e-2),
-    (1500, 5e-2, 5e-3, 800, 5e-3),
-    (2000, 5e-2, 1e-2, 700, 1e-2),
-]
-SCHEDULES_OUT = ROOT / "docs" / "bench" / "large_data_schedules.json"
+#: by rows: (subsampled steps, their Adam lr from -> to, final full-data steps, their lr from; to 1e-4)
+SCHEDULES = {
+    200_000: [(3000, 5e-2, 1e-4, 0, None), (300, 5e-2, 1e-3, 700, 1e-2), (500, 5e-2, 1e-2, 1000, 1e-2),
+              (500, 5e-2, 1e-2, 1500, 1e-2), (1000, 5e-2, 1e-2, 600, 1e-2), (1500, 5e-2, 1e-2, 1000, 1e-2),
+              (1500, 5e-2, 5e-3, 800, 5e-3), (2000, 5e-2, 1e-2, 700, 1e-2)],
+    1_000_000: [(1500, 5e-2, 5e-3, 800, 5e-3), (4000, 5e-2, 5e-3, 800, 5e-3), (3000, 5e-2, 1e-2, 1000, 1e-2),
+                (6000, 5e-2, 1e-2, 600, 1e-2)],
+}
+SCHEDULES_OUT = ROOT / "docs" / "bench" / "large_data_schedules_{rows}.json"
 
 
 def run_schedules(rows: int, batch: int = 20_000, seed: int = 0) -> dict:
-    """NumPyro fits of the logistic regression at ``rows`` rows under each of ``SCHEDULES`` (one
-    seed), scored against the stored reference at that size; writes ``SCHEDULES_OUT``."""
+    """NumPyro fits of the logistic regression at ``rows`` rows under each of ``SCHEDULES[rows]``
+    (one seed), scored against the stored reference at that size; writes ``SCHEDULES_OUT``."""
     cfg = config("logistic", "full", rows)
     ref, arrays = load_reference("logistic", cfg), data("logistic", cfg)
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = {"machine": machine(), "load_start": uptime(), "date": date, "batch": batch, "rows": [],
            "command": f"python -m models.bench.large_data --schedules --rows {rows}"}
-    for steps, lr, lr_end, final_steps, final_lr in SCHEDULES:
+    for steps, lr, lr_end, final_steps, final_lr in SCHEDULES[rows]:
         fit = fit_numpyro("logistic", arrays, batch=batch, steps=steps, lr=lr, lr_end=lr_end, seed=seed,
                           final_steps=final_steps, final_lr=final_lr or 1e-2, final_lr_end=1e-4)
         row = {"steps": steps, "lr": [lr, lr_end], "final_steps": final_steps, "run_s": fit["run_s"],
@@ -428,7 +426,7 @@ def run_schedules(rows: int, batch: int = 20_000, seed: int = 0) -> dict:
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
     out["load_end"] = uptime()
-    SCHEDULES_OUT.write_text(json.dumps(_rounded(out), indent=1) + "\n")
+    Path(str(SCHEDULES_OUT).format(rows=rows)).write_text(json.dumps(_rounded(out), indent=1) + "\n")
     return out
 
 
@@ -454,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nuts-samples", type=int, default=1000)
     parser.add_argument("--reference", action="store_true", help="make the NUTS reference and stop")
     parser.add_argument("--schedules", action="store_true",
-                        help="logistic at --rows: NumPyro fits under each of SCHEDULES, then stop")
+                        help="logistic at --rows: NumPyro fits under each of SCHEDULES[rows], then stop")
     parser.add_argument("--ref-warmup", type=int, default=1000)
     parser.add_argument("--ref-samples", type=int, default=3000)
     parser.add_argument("--ref-chains", type=int, default=1)

@@ -34,8 +34,8 @@ __all__ = ["SIZES", "TRUE_HIER", "hier_data", "hier_model", "logistic_data", "lo
 SIZES: dict[str, dict[str, dict[str, float]]] = {
     "small": {"logistic": {"num_rows": 2000, "num_features": 5, "batch": 500, "steps": 400, "lr": 1e-2},
               "hier": {"num_groups": 20, "group_size": 10, "batch": 5, "steps": 1000, "lr": 1e-2}},
-    "full": {"logistic": {"num_rows": 1_000_000, "num_features": 50, "batch": 20_000, "steps": 1500,
-                          "lr": 5e-2, "lr_end": 5e-3, "final_steps": 800, "final_lr": 5e-3},
+    "full": {"logistic": {"num_rows": 1_000_000, "num_features": 50, "batch": 20_000, "steps": 3000,
+                          "lr": 5e-2, "lr_end": 1e-2, "final_steps": 1000, "final_lr": 1e-2},
              "hier": {"num_groups": 1000, "group_size": 100, "batch": 100, "steps": 5000, "lr": 1e-2}},
 }
 #: the keys of a ``SIZES`` entry that set the fit, not the data (``final_*``: a last phase on all rows,
