@@ -148,6 +148,7 @@ def value(key: str) -> str:
         setup = (row.get("init_s") or 0) + (row.get("compile_s") or 0) if row is not nuts else 0
         values = {"both": acc["both_pass"], "means": acc["mean_pass"], "sds": acc["sd_pass"],
                   "coords": acc["coords"], "seconds": f"{row['seconds']:.0f}",
+                  "worst_mean": f"{acc['max_abs_err']:.2f}", "worst_sd": f"{100 * acc['max_sd_dev']:.0f}%",
                   "wall_ratio": f"{(row.get('run_s') or row['seconds']) / nuts['seconds']:.2f}",
                   "all_ratio": f"{((row.get('run_s') or row['seconds']) + setup) / nuts['seconds']:.2f}"}
         return str(values[field])
