@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .masks import coupling_units
 from .nn import MADE
-from .transforms import AFFINE_LOG_SCALE_RANGE, IAF, _soft_clamp
+from .transforms import AFFINE_LOG_SCALE_RANGE, IAF
 
 __all__ = ["solve_jacobian_transpose", "SOLVE_BLOCK"]
 
@@ -29,20 +29,17 @@ __all__ = ["solve_jacobian_transpose", "SOLVE_BLOCK"]
 SOLVE_BLOCK = 64
 
 
-def _soft_clamp_slope(s: torch.Tensor) -> torch.Tensor:
-    """``d _soft_clamp(s) / ds``."""
-    lo, hi = AFFINE_LOG_SCALE_RANGE
-    return torch.where(s > 0, 1 - torch.tanh(s / hi) ** 2, 1 - torch.tanh(s / -lo) ** 2)
-
-
 def _step_terms(m, s, z, gated: bool):
     """``(z', d, f, c, q)`` of one step: ``dz'/dz = diag(d) + diag(f) dm/dz + diag(c) ds/dz`` and
-    ``q = d log|det| / ds``."""
+    ``q = d log|det| / ds``; ``f`` is None for an affine step (``f = 1``: no product to pay for)."""
     if gated:
         sigma = torch.sigmoid(s)
         return sigma * z + (1 - sigma) * m, sigma, 1 - sigma, (z - m) * sigma * (1 - sigma), 1 - sigma
-    scale, slope = torch.exp(_soft_clamp(s)), _soft_clamp_slope(s)
-    return m + scale * z, scale, torch.ones_like(scale), scale * z * slope, slope
+    lo, hi = AFFINE_LOG_SCALE_RANGE  # _soft_clamp(s) = width * tanh(s / width), its slope 1 - tanh^2
+    width = torch.where(s > 0, hi, -lo)
+    t = torch.tanh(s / width)
+    scale, slope = torch.exp(width * t), 1 - t * t
+    return m + scale * z, scale, None, scale * z * slope, slope
 
 
 def _step_jacobian(made: MADE, params: dict, z, h, gated: bool):
@@ -50,7 +47,7 @@ def _step_jacobian(made: MADE, params: dict, z, h, gated: bool):
     :meth:`MADE.forward_with_jacobian`."""
     m, s, dm, ds = made.forward_with_jacobian(params, z, h)
     y, d, f, c, q = _step_terms(m, s, z, gated)
-    jac = f[..., None] * dm + c[..., None] * ds + torch.diag_embed(d)
+    jac = (dm if f is None else f[..., None] * dm) + c[..., None] * ds + torch.diag_embed(d)
     return y, jac, (q[..., None, :] @ ds)[..., 0, :]
 
 
@@ -80,15 +77,7 @@ def _step_blocked(made: MADE, params: dict, z, h, gated: bool, g, gl, block: int
     if v is not None:
         m = m + F.linear(z, v)
     D, H = made.input_dim, w1.shape[0]
-    if gated:
-        y, d, f, c, q = _step_terms(m, s, z, gated)
-    else:  # the affine step's terms with one tanh; f = 1
-        lo, hi = AFFINE_LOG_SCALE_RANGE
-        width = torch.where(s > 0, hi, -lo)
-        t = torch.tanh(s / width)
-        d = torch.exp(width * t)
-        q = 1 - t * t
-        y, f, c = m + d * z, None, d * z * q
+    y, d, f, c, q = _step_terms(m, s, z, gated)
     slope = torch.where(pre > 0, 1.0, hidden + 1)  # elu'
     w_out = w_out.view(2, D, H)
     if gl is not None:  # d log|det| / dz = W_1^T S W_s^T q
