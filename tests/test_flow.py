@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 
@@ -205,10 +206,12 @@ def test_jacobian_solve_matches_the_dense_solve(backend, D, C, H, gated, skip, n
 
 @pytest.mark.parametrize("D,H,context", [(7, 5, False), (13, 30, False), (13, 30, True), (9, 40, True)])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_coupling_units_are_exactly_the_units_inside_each_block(D, H, context, reverse):
-    """``masks.coupling_units``: a unit is listed for a block iff it links an output of the block
-    to an earlier input of the block (in the solve's order), in runs of consecutive indices."""
-    from numpyro_iaf.masks import coupling_units, made_masks
+def test_coupling_units_are_exactly_the_units_inside_each_block(backend, D, H, context, reverse):
+    """``masks.coupling_units`` (each backend's copy): a unit is listed for a block iff it links an
+    output of the block to an earlier input of the block (in the solve's order), in runs of
+    consecutive indices."""
+    masks = importlib.import_module(f"{backend.pkg.__name__}.masks")
+    coupling_units, made_masks = masks.coupling_units, masks.made_masks
 
     (hidden,), output, _ = made_masks(D, (H,), context=context, reverse=reverse)
     if reverse:  # the solve flips a reversed MADE's coordinates

@@ -202,48 +202,35 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     fn = indices_with_replacement(fn) if replace else fn
     args = tuple(jnp.asarray(a) for a in arrays)
     guide = _guide(model, fn, "numpyro")
-    optim = numpyro.optim.Adam(exponential_decay(lr, steps, lr_end / lr))
-    svi = SVI(fn, guide, optim, Trace_ELBO())
-    start = time.perf_counter()
-    state = svi.init(jax.random.PRNGKey(seed), *args, subsample_size=batch)
-    init_s = time.perf_counter() - start
+    times = {"init_s": 0.0, "compile_s": 0.0, "run_s": 0.0}
+    losses: list = []
 
-    def chunk(state):
-        return jax.lax.scan(lambda s, _: svi.update(s, *args, subsample_size=batch), state, None, CHUNK)
-
-    start = time.perf_counter()
-    compiled = jax.jit(chunk).lower(state).compile()
-    compile_s = time.perf_counter() - start
-    losses = []
-    start = time.perf_counter()
-    for _ in range(-(-steps // CHUNK)):
-        state, values = compiled(state)
-        losses.append(values)
-    jax.block_until_ready(state)
-    run_s = time.perf_counter() - start
-    params = svi.get_params(state)
-    if final_steps:
-        end = lr_end if final_lr_end is None else final_lr_end
-        optim = numpyro.optim.Adam(exponential_decay(final_lr, final_steps, end / final_lr))
-        svi = SVI(fn, guide, optim, Trace_ELBO())
+    def phase(lr, lr_end, steps, subsample_size, key, init_params=None):
+        """``steps`` Adam steps (``lr`` decaying to ``lr_end``) in compiled chunks; the params."""
+        svi = SVI(fn, guide, numpyro.optim.Adam(exponential_decay(lr, steps, lr_end / lr)), Trace_ELBO())
         start = time.perf_counter()
-        state = svi.init(jax.random.PRNGKey(seed + 1), *args, subsample_size=final_batch, init_params=params)
-        init_s += time.perf_counter() - start
+        state = svi.init(key, *args, subsample_size=subsample_size, init_params=init_params)
+        times["init_s"] += time.perf_counter() - start
 
-        def final_chunk(state):
-            return jax.lax.scan(lambda s, _: svi.update(s, *args, subsample_size=final_batch), state, None,
-                                CHUNK)
+        def chunk(state):
+            return jax.lax.scan(lambda s, _: svi.update(s, *args, subsample_size=subsample_size), state,
+                                None, CHUNK)
 
         start = time.perf_counter()
-        compiled = jax.jit(final_chunk).lower(state).compile()
-        compile_s += time.perf_counter() - start
+        compiled = jax.jit(chunk).lower(state).compile()
+        times["compile_s"] += time.perf_counter() - start
         start = time.perf_counter()
-        for _ in range(-(-final_steps // CHUNK)):
+        for _ in range(-(-steps // CHUNK)):
             state, values = compiled(state)
             losses.append(values)
         jax.block_until_ready(state)
-        run_s += time.perf_counter() - start
-        params = svi.get_params(state)
+        times["run_s"] += time.perf_counter() - start
+        return svi.get_params(state)
+
+    params = phase(lr, lr_end, steps, batch, jax.random.PRNGKey(seed))
+    if final_steps:
+        end = lr_end if final_lr_end is None else final_lr_end
+        params = phase(final_lr, end, final_steps, final_batch, jax.random.PRNGKey(seed + 1), params)
     losses = np.concatenate(jax.device_get(losses))
     key = jax.random.PRNGKey(12345)
     extra = () if model == "logistic" else args
@@ -252,8 +239,8 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     # draws (NumPyro's default; the model replays its indices)
     sampler = _randint_indices if (replace and model == "logistic") else _subsample_fn
     draw = jax.jit(lambda k: sampler(len(arrays[0]), batch, k))
-    return {"summary": summarize(jax.device_get(draws), model), "init_s": init_s, "compile_s": compile_s,
-            "run_s": run_s, "steps": int(len(losses)), "final_loss": float(np.mean(losses[-100:])),
+    return {"summary": summarize(jax.device_get(draws), model), **times,
+            "steps": int(len(losses)), "final_loss": float(np.mean(losses[-100:])),
             "index_ms": _ms(lambda i: jax.block_until_ready(draw(jax.random.PRNGKey(i))))}
 
 
@@ -275,18 +262,20 @@ def fit_pyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: f
     fn = bind(logistic_model if model == "logistic" else hier_model, "pyro")
     args = tuple(torch.as_tensor(a) for a in arrays)
     guide = _guide(model, fn, "pyro")
-    optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": (lr_end / lr) ** (1 / steps), "clip_norm": float("inf")})
+
+    def phase(lr, lr_end, steps, subsample_size, seed) -> list[float]:
+        """``steps`` Adam steps (``lr`` decaying to ``lr_end``: ``ClippedAdam``'s ``lrd`` per step,
+        no clipping) from the guide's current parameters; their losses."""
+        decay = (lr_end / lr) ** (1 / steps)
+        optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": float("inf")})
+        return list(fit(fn, guide, *args, subsample_size=subsample_size, optim=optim, num_steps=steps,
+                        seed=seed, progress_bar=False).losses)
+
     start = time.perf_counter()
-    result = fit(fn, guide, *args, subsample_size=batch, optim=optim, num_steps=steps, seed=seed,
-                 progress_bar=False)
-    losses = list(result.losses)
+    losses = phase(lr, lr_end, steps, batch, seed)
     if final_steps:
         end = lr_end if final_lr_end is None else final_lr_end
-        optim = pyro.optim.ClippedAdam({"lr": final_lr, "lrd": (end / final_lr) ** (1 / final_steps),
-                                        "clip_norm": float("inf")})
-        result = fit(fn, guide, *args, subsample_size=final_batch, optim=optim, num_steps=final_steps,
-                     seed=seed + 1, progress_bar=False)
-        losses += list(result.losses)
+        losses += phase(final_lr, end, final_steps, final_batch, seed + 1)
     run_s = time.perf_counter() - start
     with torch.no_grad():
         extra = () if model == "logistic" else args
@@ -369,17 +358,16 @@ def run(opts, models: list[str]) -> dict:
                "accuracy": accuracy(summarize(nuts["draws"], model), ref)}
         result["rows"].append(row)
         print(json.dumps(row), flush=True)
+        lr_end = opts.lr_end if opts.lr_end is not None else cfg.get("lr_end", 1e-4)
+        final_steps = opts.final_steps if opts.final_steps is not None else cfg.get("final_steps", 0)
+        final = {}
+        if final_steps:
+            final = {"final_steps": final_steps, "final_batch": opts.final_batch or None,
+                     "final_lr": opts.final_lr or cfg.get("final_lr", 1e-2), "final_lr_end": 1e-4}
+        kw = {"batch": batch, "steps": steps, "lr": lr, "lr_end": lr_end, **final}
+        final_rows = final.get("final_steps", 0) * (final.get("final_batch") or N)
         for backend in backends:
-            lr_end = opts.lr_end if opts.lr_end is not None else cfg.get("lr_end", 1e-4)
-            kw = {"batch": batch, "steps": steps, "lr": lr, "lr_end": lr_end}
-            final_steps = opts.final_steps if opts.final_steps is not None else cfg.get("final_steps", 0)
-            final = {}
-            if final_steps:
-                final = {"final_steps": final_steps, "final_batch": opts.final_batch or None,
-                         "final_lr": opts.final_lr or cfg.get("final_lr", 1e-2), "final_lr_end": 1e-4}
-            kw.update(final)
             fit = fit_numpyro(model, arrays, **kw) if backend == "numpyro" else fit_pyro(model, arrays, **kw)
-            final_rows = final.get("final_steps", 0) * (final.get("final_batch") or N)
             row = {**common, "method": "vi", "backend": backend, "batch": batch, "lr": [lr, lr_end],
                    "final": final or None, "epochs": (steps * batch + final_rows) / N,
                    "seconds": fit["run_s"] + (fit["compile_s"] or 0) + (fit["init_s"] or 0),
