@@ -53,6 +53,7 @@ def fit(
     init_params: dict | None = None,
     max_skipped_steps: int = MAX_SKIPPED_STEPS,
     clip_factor: float = CLIP_FACTOR,
+    average_last: int = 0,
     **kwargs,
 ) -> FitResult:
     """Run ``num_steps`` SVI steps (default Adam(1e-2), ``Trace_ELBO`` with vectorized particles)
@@ -80,7 +81,14 @@ def fit(
         max_skipped_steps: non-finite steps in a row that are skipped before raising.
         clip_factor: gradients are clipped at this multiple of the recent median norm
             (``math.inf``: never).
+        average_last: if positive, the parameters at the end (``FitResult.params`` and the param
+            store) are the mean of the last ``average_last`` iterates, taken in unconstrained
+            space (Polyak-Ruppert tail averaging: it removes most of the jitter that step noise
+            leaves in the last iterate, e.g. of a subsampled fit); the optimiser keeps its state.
+            0: the last iterate.
     """
+    if not 0 <= average_last <= num_steps:
+        raise ValueError(f"average_last must be in [0, num_steps={num_steps}]; got {average_last}")
     pyro.set_rng_seed(seed)
     optim = optim if optim is not None else pyro.optim.Adam({"lr": 1e-2})
     if loss is None:
@@ -95,6 +103,7 @@ def fit(
     clipped_steps = 0
     previous = None  # the param store before the last applied step: optimizers update in place
     first, good = -1, None  # the first step of a run of skipped steps; the point kept for it
+    mean: dict[str, torch.Tensor] = {}  # the mean of the unconstrained iterates (average_last)
     with tqdm(range(num_steps), disable=not progress_bar, desc="SVI") as bar:
         for step in bar:
             try:
@@ -125,12 +134,33 @@ def fit(
                 if step - first + 1 >= max_skipped_steps:
                     lr = getattr(optim, "pt_optim_args", {}).get("lr")
                     raise _error(first, losses[first], lr, good, losses[:first], max_skipped_steps)
+            if step >= num_steps - average_last:
+                _accumulate(mean, step - (num_steps - average_last) + 1)
             if step % 100 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
+    if average_last:
+        _load_unconstrained(mean)
     if skipped_steps:
         warnings.warn(skipped_warning(skipped_steps, num_steps), RuntimeWarning, stacklevel=2)
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
     return FitResult(params, losses, pyro.get_param_store().get_state(), skipped_steps, clipped_steps)
+
+
+def _accumulate(mean: dict[str, torch.Tensor], count: int) -> None:
+    """Fold the param store's unconstrained values into ``mean``, the mean of ``count`` iterates."""
+    with torch.no_grad():
+        for name, value in pyro.get_param_store()._params.items():
+            if name not in mean or count == 1:
+                mean[name] = value.detach().clone()
+            else:
+                mean[name] += (value.detach() - mean[name]) / count
+
+
+def _load_unconstrained(values: dict[str, torch.Tensor]) -> None:
+    """Write unconstrained ``values`` into the param store's parameters, in place."""
+    with torch.no_grad():
+        for name, value in values.items():
+            pyro.get_param_store()._params[name].copy_(value)
 
 
 def _loss_and_grads(svi: SVI, args, kwargs) -> tuple[float, set]:

@@ -32,6 +32,7 @@ import os
 import platform
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -180,13 +181,15 @@ def _guide(model: str, fn, backend: str):
 def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: float,
                 seed: int = 0, replace: bool = True, num_draws: int = NUM_DRAWS,
                 final_steps: int = 0, final_batch: int | None = None, final_lr: float = 1e-3,
-                final_lr_end: float | None = None) -> dict:
+                final_lr_end: float | None = None, average_last: int = 0) -> dict:
     """Subsampled SVI in NumPyro: ``fit``'s compiled chunks of ``numpyro_iaf.fit.CHUNK`` steps,
     compiled ahead (``compile_s``) and run (``run_s``); ``summary`` of ``num_draws`` draws. Then
     ``final_steps`` more with ``final_batch`` rows a step (None: all, no subsampling), Adam from
     ``final_lr`` decaying to ``final_lr_end`` (None: ``lr_end``): the larger batch ends the
     subsampling noise of the last iterates (a growing batch in place of a vanishing step, Smith
-    et al. 2018)."""
+    et al. 2018), with a fresh Adam on the first phase's parameters. ``average_last > 0``: the
+    guide's parameters are the mean of the last ``average_last`` iterates (unconstrained;
+    Polyak-Ruppert tail averaging) instead of the last."""
     import jax
     import jax.numpy as jnp
     import numpyro
@@ -196,41 +199,65 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
 
     from models.api import bind
     from models.targets.large_data import hier_model, logistic_model
-    from numpyro_iaf.fit import CHUNK
+    from numpyro_iaf.fit import CHUNK, split_large_arrays
 
     fn = bind(logistic_model if model == "logistic" else hier_model, "numpyro")
     fn = indices_with_replacement(fn) if replace else fn
     args = tuple(jnp.asarray(a) for a in arrays)
     guide = _guide(model, fn, "numpyro")
+    total = steps + final_steps
+    if not 0 <= average_last <= (final_steps or steps):
+        raise ValueError(f"average_last must be in [0, {final_steps or steps}] (the last phase's steps)")
     times = {"init_s": 0.0, "compile_s": 0.0, "run_s": 0.0}
     losses: list = []
 
-    def phase(lr, lr_end, steps, subsample_size, key, init_params=None):
-        """``steps`` Adam steps (``lr`` decaying to ``lr_end``) in compiled chunks; the params."""
-        svi = SVI(fn, guide, numpyro.optim.Adam(exponential_decay(lr, steps, lr_end / lr)), Trace_ELBO())
-        start = time.perf_counter()
-        state = svi.init(key, *args, subsample_size=subsample_size, init_params=init_params)
-        times["init_s"] += time.perf_counter() - start
+    def make_svi(lr, lr_end, n):
+        return SVI(fn, guide, numpyro.optim.Adam(exponential_decay(lr, n, lr_end / lr)), Trace_ELBO())
 
-        def chunk(state):
-            return jax.lax.scan(lambda s, _: svi.update(s, *args, subsample_size=subsample_size), state,
-                                None, CHUNK)
 
-        start = time.perf_counter()
-        compiled = jax.jit(chunk).lower(state).compile()
-        times["compile_s"] += time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(-(-steps // CHUNK)):
-            state, values = compiled(state)
-            losses.append(values)
-        jax.block_until_ready(state)
-        times["run_s"] += time.perf_counter() - start
-        return svi.get_params(state)
+    large, rebuild = split_large_arrays(args)  # as ``fit``: the data enter as arguments, not constants
 
-    params = phase(lr, lr_end, steps, batch, jax.random.PRNGKey(seed))
+    def chunk(svi, carry, large, subsample_size):
+        """``CHUNK`` steps; ``carry = (state, mean of the unconstrained iterates so far, steps so far)``,
+        the mean over the steps past ``total - average_last``."""
+        def body(carry, _):
+            state, mean, done = carry
+            state, loss = svi.update(state, *rebuild(large), subsample_size=subsample_size)
+            done = done + 1
+            w = jnp.where(done > total - average_last, 1.0 / (done - (total - average_last)), 0.0)
+            mean = jax.tree.map(lambda m, p: m + w * (p - m), mean, svi.optim.get_params(state.optim_state))
+            return (state, mean, done), loss
+
+        return jax.lax.scan(body, carry, None, CHUNK)
+
+    svi = make_svi(lr, lr_end, steps)
+    start = time.perf_counter()
+    state = svi.init(jax.random.PRNGKey(seed), *args, subsample_size=batch)
+    times["init_s"] = time.perf_counter() - start
+    zero = jax.tree.map(jnp.zeros_like, svi.optim.get_params(state.optim_state))
+    carry = (state, zero, jnp.zeros((), jnp.int32))
+    phases = [(svi, steps, batch)]
     if final_steps:
         end = lr_end if final_lr_end is None else final_lr_end
-        params = phase(final_lr, end, final_steps, final_batch, jax.random.PRNGKey(seed + 1), params)
+        phases.append((make_svi(final_lr, end, final_steps), final_steps, final_batch))
+    for k, (svi, n, subsample_size) in enumerate(phases):
+        if k:  # a fresh Adam on the current parameters (no second ``svi.init``: same guide, same sites)
+            state, first = carry[0], phases[0][0]
+            state = state._replace(optim_state=svi.optim.init(first.optim.get_params(state.optim_state)))
+            svi.constrain_fn = first.constrain_fn
+            carry = (state, *carry[1:])
+        start = time.perf_counter()
+        lowered = jax.jit(partial(chunk, svi), static_argnums=2).lower(carry, large, subsample_size)
+        compiled = lowered.compile()
+        times["compile_s"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(-(-n // CHUNK)):
+            carry, values = compiled(carry, large)
+            losses.append(values)
+        jax.block_until_ready(carry)
+        times["run_s"] += time.perf_counter() - start
+    state, mean, _ = carry
+    params = svi.constrain_fn(mean) if average_last else svi.get_params(state)
     losses = np.concatenate(jax.device_get(losses))
     key = jax.random.PRNGKey(12345)
     extra = () if model == "logistic" else args
@@ -246,10 +273,11 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
 
 def fit_pyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: float,
              seed: int = 0, num_draws: int = NUM_DRAWS, final_steps: int = 0, final_batch: int | None = None,
-             final_lr: float = 1e-3, final_lr_end: float | None = None) -> dict:
+             final_lr: float = 1e-3, final_lr_end: float | None = None, average_last: int = 0) -> dict:
     """Subsampled SVI in Pyro: ``pyro_iaf.fit`` with ``ClippedAdam`` (``lrd`` per step, no
     clipping: Adam with a decay), eager (``run_s`` includes the guide's set-up); then the final
-    phase of :func:`fit_numpyro` (a fresh Adam on the fitted parameters)."""
+    phase of :func:`fit_numpyro` (a fresh Adam on the fitted parameters); ``average_last`` as there
+    (``fit``'s own, in the last phase)."""
     import pyro
     import torch
 
@@ -263,19 +291,21 @@ def fit_pyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: f
     args = tuple(torch.as_tensor(a) for a in arrays)
     guide = _guide(model, fn, "pyro")
 
-    def phase(lr, lr_end, steps, subsample_size, seed) -> list[float]:
+    def phase(lr, lr_end, steps, subsample_size, seed, average=0) -> list[float]:
         """``steps`` Adam steps (``lr`` decaying to ``lr_end``: ``ClippedAdam``'s ``lrd`` per step,
         no clipping) from the guide's current parameters; their losses."""
         decay = (lr_end / lr) ** (1 / steps)
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": decay, "clip_norm": float("inf")})
         return list(fit(fn, guide, *args, subsample_size=subsample_size, optim=optim, num_steps=steps,
-                        seed=seed, progress_bar=False).losses)
+                        seed=seed, progress_bar=False, average_last=average).losses)
 
+    if not 0 <= average_last <= (final_steps or steps):
+        raise ValueError(f"average_last must be in [0, {final_steps or steps}] (the last phase's steps)")
     start = time.perf_counter()
-    losses = phase(lr, lr_end, steps, batch, seed)
+    losses = phase(lr, lr_end, steps, batch, seed, 0 if final_steps else average_last)
     if final_steps:
         end = lr_end if final_lr_end is None else final_lr_end
-        losses += phase(final_lr, end, final_steps, final_batch, seed + 1)
+        losses += phase(final_lr, end, final_steps, final_batch, seed + 1, average_last)
     run_s = time.perf_counter() - start
     with torch.no_grad():
         extra = () if model == "logistic" else args
@@ -363,13 +393,16 @@ def run(opts, models: list[str]) -> dict:
         final = {}
         if final_steps:
             final = {"final_steps": final_steps, "final_batch": opts.final_batch or None,
-                     "final_lr": opts.final_lr or cfg.get("final_lr", 1e-2), "final_lr_end": 1e-4}
-        kw = {"batch": batch, "steps": steps, "lr": lr, "lr_end": lr_end, **final}
+                     "final_lr": opts.final_lr or cfg.get("final_lr", 1e-2),
+                     "final_lr_end": cfg.get("final_lr_end", 1e-4)}
+        average = opts.average_last if opts.average_last is not None else cfg.get("average_last", 0)
+        kw = {"batch": batch, "steps": steps, "lr": lr, "lr_end": lr_end, **final, "average_last": average}
         final_rows = final.get("final_steps", 0) * (final.get("final_batch") or N)
         for backend in backends:
             fit = fit_numpyro(model, arrays, **kw) if backend == "numpyro" else fit_pyro(model, arrays, **kw)
             row = {**common, "method": "vi", "backend": backend, "batch": batch, "lr": [lr, lr_end],
-                   "final": final or None, "epochs": (steps * batch + final_rows) / N,
+                   "final": final or None, "average_last": average,
+                   "epochs": (steps * batch + final_rows) / N,
                    "seconds": fit["run_s"] + (fit["compile_s"] or 0) + (fit["init_s"] or 0),
                    **{k: v for k, v in fit.items() if k != "summary"},
                    "accuracy": accuracy(fit["summary"], ref)}
@@ -387,13 +420,16 @@ def run(opts, models: list[str]) -> dict:
 
 # ---- schedules: which fit settings reach the criterion -------------------------------------------
 
-#: by rows: (subsampled steps, their Adam lr from -> to, final full-data steps, their lr from; to 1e-4)
+#: by rows: (subsampled steps, their Adam lr from -> to, final full-data steps, their lr from -> to,
+#: iterates averaged at the end)
 SCHEDULES = {
     200_000: [(3000, 5e-2, 1e-4, 0, None), (300, 5e-2, 1e-3, 700, 1e-2), (500, 5e-2, 1e-2, 1000, 1e-2),
               (500, 5e-2, 1e-2, 1500, 1e-2), (1000, 5e-2, 1e-2, 600, 1e-2), (1500, 5e-2, 1e-2, 1000, 1e-2),
               (1500, 5e-2, 5e-3, 800, 5e-3), (2000, 5e-2, 1e-2, 700, 1e-2)],
     1_000_000: [(1500, 5e-2, 5e-3, 800, 5e-3), (4000, 5e-2, 5e-3, 800, 5e-3), (3000, 5e-2, 1e-2, 1000, 1e-2),
-                (6000, 5e-2, 1e-2, 600, 1e-2)],
+                (6000, 5e-2, 1e-2, 600, 1e-2), (6000, 5e-2, 5e-3, 0, None, None, 3000),
+                (3000, 5e-2, 1e-2, 700, 1e-2, 1e-3, 400), (2000, 5e-2, 1e-2, 800, 1e-2, 1e-3, 500),
+                (3000, 5e-2, 1e-2, 800, 1e-2, 1e-3, 500)],
 }
 SCHEDULES_OUT = ROOT / "docs" / "bench" / "large_data_schedules_{rows}.json"
 
@@ -406,11 +442,15 @@ def run_schedules(rows: int, batch: int = 20_000, seed: int = 0) -> dict:
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out = {"machine": machine(), "load_start": uptime(), "date": date, "batch": batch, "rows": [],
            "command": f"python -m models.bench.large_data --schedules --rows {rows}"}
-    for steps, lr, lr_end, final_steps, final_lr in SCHEDULES[rows]:
+    for steps, lr, lr_end, final_steps, final_lr, *rest in SCHEDULES[rows]:
+        final_end, average = (rest + [None, 0])[:2] if rest else (1e-4, 0)
+        final_end = 1e-4 if final_end is None else final_end
         fit = fit_numpyro("logistic", arrays, batch=batch, steps=steps, lr=lr, lr_end=lr_end, seed=seed,
-                          final_steps=final_steps, final_lr=final_lr or 1e-2, final_lr_end=1e-4)
+                          final_steps=final_steps, final_lr=final_lr or 1e-2, final_lr_end=final_end,
+                          average_last=average)
         row = {"steps": steps, "lr": [lr, lr_end], "final_steps": final_steps, "run_s": fit["run_s"],
-               "final_lr": [final_lr, 1e-4], "accuracy": accuracy(fit["summary"], ref)["globals"]}
+               "final_lr": [final_lr, final_end], "average_last": average,
+               "accuracy": accuracy(fit["summary"], ref)["globals"]}
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
     out["load_end"] = uptime()
@@ -436,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps of a final phase on --final-batch rows (default: the size's, else 0)")
     parser.add_argument("--final-batch", type=int, default=0, help="rows (groups) a final step (0: all)")
     parser.add_argument("--final-lr", type=float, default=None, help="(default: the size's, else 1e-2)")
+    parser.add_argument("--average-last", type=int, default=None,
+                        help="fitted parameters: the mean of this many last iterates (default: the size's)")
     parser.add_argument("--nuts-warmup", type=int, default=500)
     parser.add_argument("--nuts-samples", type=int, default=1000)
     parser.add_argument("--reference", action="store_true", help="make the NUTS reference and stop")

@@ -89,6 +89,8 @@ def table(result: dict) -> str:
                 if final:
                     rows = "all" if not final["final_batch"] else f"{final['final_batch']:,}"
                     what += f", then {final['final_steps']} of {rows}"
+                if r.get("average_last"):
+                    what += f"; the mean of the last {r['average_last']} iterates"
                 setup = (r.get("init_s") or 0) + (r.get("compile_s") or 0)
                 where = (f"{1e3 * r['run_s'] / r['steps']:.1f} ms a step, of which index draw "
                          f"{r['index_ms']:.2f} ms; {r['epochs']:.0f} epochs")
@@ -110,6 +112,8 @@ def table_schedules(result: dict) -> str:
         full = "-"
         if r["final_steps"]:
             full = f"{r['final_steps']} ({r['final_lr'][0]:g} -> {r['final_lr'][1]:g})"
+        if r.get("average_last"):
+            full += f"; mean of the last {r['average_last']} iterates"
         worst = f"{a['max_abs_err']:.2f} sd, {100 * a['max_sd_dev']:.0f}%"
         lines.append(f"| {sub} | {full} | {r['run_s']:.1f} | {a['mean_pass']}/{a['coords']} | "
                      f"{a['sd_pass']}/{a['coords']} | {worst} |")

@@ -35,12 +35,14 @@ SIZES: dict[str, dict[str, dict[str, float]]] = {
     "small": {"logistic": {"num_rows": 2000, "num_features": 5, "batch": 500, "steps": 400, "lr": 1e-2},
               "hier": {"num_groups": 20, "group_size": 10, "batch": 5, "steps": 1000, "lr": 1e-2}},
     "full": {"logistic": {"num_rows": 1_000_000, "num_features": 50, "batch": 20_000, "steps": 3000,
-                          "lr": 5e-2, "lr_end": 1e-2, "final_steps": 1000, "final_lr": 1e-2},
+                          "lr": 5e-2, "lr_end": 1e-2, "final_steps": 800, "final_lr": 1e-2,
+                          "final_lr_end": 1e-3, "average_last": 500},
              "hier": {"num_groups": 1000, "group_size": 100, "batch": 100, "steps": 5000, "lr": 1e-2}},
 }
 #: the keys of a ``SIZES`` entry that set the fit, not the data (``final_*``: a last phase on all rows,
-#: Adam from ``final_lr`` decaying to 1e-4, after the subsampled one from ``lr`` to ``lr_end``)
-FIT_KEYS = ("batch", "steps", "lr", "lr_end", "final_steps", "final_lr")
+#: Adam from ``final_lr`` decaying to ``final_lr_end`` (default 1e-4), after the subsampled one from
+#: ``lr`` to ``lr_end``; ``average_last``: the fitted parameters are the mean of that many last iterates)
+FIT_KEYS = ("batch", "steps", "lr", "lr_end", "final_steps", "final_lr", "final_lr_end", "average_last")
 TRUE_ALPHA = -0.5
 TRUE_HIER = {"intercept_loc": 1.5, "intercept_scale": 0.6, "slope": -0.7, "noise_scale": 0.8}
 
