@@ -34,11 +34,11 @@ class GuardState(NamedTuple):
 
 
 def _finite(tree) -> jnp.ndarray:
-    ok = jnp.array(True)
-    for leaf in jax.tree.leaves(tree):
-        if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact):
-            ok &= jnp.isfinite(leaf).all()
-    return ok
+    """Whether every floating-point value of ``tree`` is finite: one reduction over the leaves
+    concatenated (a chain of one reduction per leaf made XLA's CPU compile of an amortized guide's
+    update take 13 s instead of 5)."""
+    leaves = [jnp.ravel(x) for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.isfinite(jnp.concatenate(leaves)).all() if leaves else jnp.array(True)
 
 
 class GuardedOptim(_NumPyroOptim):
@@ -97,12 +97,13 @@ class GuardedOptim(_NumPyroOptim):
         median = jnp.nanmedian(guard.norms)
         limit = jnp.where(guard.count >= self.min_history, self.clip_factor * median, jnp.inf)
         clipped = jnp.isfinite(norm) & (norm > limit)
-        grads = jax.tree.map(lambda g: jnp.where(clipped, g * (limit / norm).astype(g.dtype), g), grads)
+        factor = jnp.where(clipped, limit / norm, 1.0)  # 1: the gradient unchanged, bit for bit
+        grads = jax.tree.map(lambda g: g * factor.astype(g.dtype), grads)
         new_i, new_inner = self.inner.update(grads, (i, inner_state), value=value)
         ok = jnp.isfinite(norm) & _finite(new_inner)
         if value is not None:
             ok &= jnp.isfinite(value)
-        kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old), (new_i, new_inner), (i, inner_state))
+        kept = jax.lax.cond(ok, lambda: (new_i, new_inner), lambda: (i, inner_state))
         applied = jnp.minimum(norm, limit)
         norms = jnp.where(ok, guard.norms.at[guard.count % self.history].set(applied.astype(jnp.float32)),
                           guard.norms)

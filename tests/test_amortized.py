@@ -270,6 +270,49 @@ def test_local_part_uses_the_path_derivative_by_default(backend):
     assert resolved == [(True, False, 2, True), (False, False, 2, True)]
 
 
+def test_conditioning_on_globals_reaches_the_exact_posterior(backend):
+    """``condition_on_globals=True``: ``theta_i | mu, y_i ~ N((mu + y_i) / 2, 1/2)`` is linear in
+    ``mu``, so ``q(mu) prod_i q(theta_i | y_i, mu)`` holds the exact posterior: after 1500 steps of
+    ``fit``'s Adam(1e-2) on all 200 points, the mean of the last 500 iterates (the last alone
+    jitters by up to 0.3 nat here) has an ELBO within 0.1 nat of log Z (independent parts cannot
+    come closer than 0.5 log 2 = 0.35 nat; measured 0.35-0.9 at 1000-2500 steps) and the sd of
+    ``mu`` within 10% of the exact one (independent parts: 0.69-0.71 of it). The model must
+    have a global latent."""
+    n, steps = 200, 1500
+    y = hier_data(n)
+    log_z, mu_exact, mu_sd = exact(y)
+    y_full = as_array(y, backend_name=backend.name)
+    runner = Runner(backend)
+    model = bind(hier_model, backend.name)
+    if backend.name == "pyro":
+        import pyro as p
+
+        p.clear_param_store()
+    guide = backend.pkg.AutoAmortizedIAF(model, condition_on_globals=True)
+    result = backend.pkg.fit(model, guide, y_full, num_steps=steps, average_last=500, progress_bar=False)
+    params = result.params
+    gap = log_z - runner.elbo(model, guide, params, y_full, particles=100)
+    if backend.name == "pyro":
+        draws = guide.sample_posterior(4000, y_full, seed=0)["mu"].numpy()
+    else:
+        import jax
+
+        draws = guide.sample_posterior(jax.random.PRNGKey(0), params, y_full, sample_shape=(4000,))
+        draws = np.asarray(draws["mu"])
+    print(f"{backend.name}: log Z - ELBO {gap:.3f}; sd of mu {draws.std() / mu_sd:.3f} of exact")
+    assert gap < 0.1
+    assert abs(draws.std() / mu_sd - 1) < 0.1
+    assert abs(draws.mean() - mu_exact) < 0.5 * mu_sd
+    with pytest.raises(ValueError, match="condition_on_globals=True, but the model has no global latent"):
+        guide = backend.pkg.AutoAmortizedIAF(bind(local_hier_model, backend.name), condition_on_globals=True)
+        if backend.name == "pyro":
+            guide(y_full)
+        else:
+            from numpyro import handlers
+
+            handlers.seed(guide, 0)(y_full)
+
+
 # ---- the global part: its loc carries the mean (issue 14) ----------------------------------------
 
 
