@@ -108,7 +108,7 @@ def value(key: str) -> str:
     ``best/BACKEND/GUIDE[/A+B]``: models where GUIDE's ELBO is the best (of all guides, or of
     GUIDE, A and B); ``khat_above/BACKEND/GUIDE/T``: models where its k-hat exceeds T;
     ``models``: models in the comparison; ``stl/BACKEND/D/PARTICLES``: the STL step's cost;
-    ``amortized/BACKEND/PATTERN/gap|gap_autonormal``: ELBO - log Z of the amortized guide's check;
+    ``amortized/BACKEND/PATTERN/FIELD``: a field of the amortized guide's checks (``gap``: ELBO - log Z);
     ``gpu/RUN/FIELD[/DIGITS]``: a field of a lent-GPU ResNet VAE run; ``cpu/RUN/FIELD[/DIGITS]``: of a
     CPU one."""
     kind, *args = key.split("/")
@@ -139,18 +139,19 @@ def value(key: str) -> str:
         rows = _load("amortized.json")["rows"]
         row = next(r for r in rows if (r["backend"], r["pattern"]) == (backend, pattern))
         return f"{row[field]:.0f}" if abs(row[field]) >= 100 else f"{row[field]:.2f}"
-    if kind == "ld":  # ld/MODEL/BACKEND|nuts/FIELD: a row of the large-data run (large_data.json)
+    if kind == "ld":  # ld/MODEL/BACKEND|nuts/[locals_]FIELD: a row of the large-data run (large_data.json)
         model, who, field = args
         rows = [r for r in _load("large_data.json")["rows"] if r["model"] == model]
         nuts = next(r for r in rows if r["method"] == "nuts")
         row = nuts if who == "nuts" else next(r for r in rows if r["method"] == "vi" and r["backend"] == who)
-        acc = row["accuracy"]["globals"]
+        part = "locals" if field.startswith("locals_") else "globals"
+        acc, field = row["accuracy"][part], field.removeprefix("locals_")
         setup = (row.get("init_s") or 0) + (row.get("compile_s") or 0) if row is not nuts else 0
         values = {"both": acc["both_pass"], "means": acc["mean_pass"], "sds": acc["sd_pass"],
                   "coords": acc["coords"], "seconds": f"{row['seconds']:.0f}",
                   "worst_mean": f"{acc['max_abs_err']:.2f}", "worst_sd": f"{100 * acc['max_sd_dev']:.0f}%",
-                  "wall_ratio": f"{(row.get('run_s') or row['seconds']) / nuts['seconds']:.2f}",
-                  "all_ratio": f"{((row.get('run_s') or row['seconds']) + setup) / nuts['seconds']:.2f}"}
+                  "wall_ratio": f"{(row.get('run_s') or row['seconds']) / nuts['seconds']:.3f}",
+                  "all_ratio": f"{((row.get('run_s') or row['seconds']) + setup) / nuts['seconds']:.3f}"}
         return str(values[field])
     if kind in ("stl", "stlold"):  # stl[old]/BACKEND/D/PARTICLES: the STL step's cost over the plain step's
         backend, D, particles = args

@@ -167,15 +167,21 @@ def indices_with_replacement(fn):
     return _WithReplacement(fn)
 
 
+#: hier: the group effects' guide conditioned on the globals (``condition_on_globals``)
+CONDITION_ON_GLOBALS = True
+
+
 def _guide(model: str, fn, backend: str):
-    """``AutoIAFNormal`` (logistic) or ``AutoAmortizedIAF`` reading each group's ``y, x`` (hier)."""
+    """``AutoIAFNormal`` (logistic) or ``AutoAmortizedIAF`` reading each group's ``y, x`` (hier),
+    its locals conditioned on the globals when :data:`CONDITION_ON_GLOBALS`."""
     from models.api import bind
     from models.targets.large_data import hier_encoder_input
 
     pkg = __import__("pyro_iaf" if backend == "pyro" else "numpyro_iaf")
     if model == "logistic":
         return pkg.AutoIAFNormal(fn)
-    return pkg.AutoAmortizedIAF(fn, encoder_input_fn=bind(hier_encoder_input, backend))
+    return pkg.AutoAmortizedIAF(fn, encoder_input_fn=bind(hier_encoder_input, backend),
+                                condition_on_globals=CONDITION_ON_GLOBALS)
 
 
 def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: float,
@@ -211,8 +217,11 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     times = {"init_s": 0.0, "compile_s": 0.0, "run_s": 0.0}
     losses: list = []
 
+    # hier: the guide's plate draws the groups (the model replays them), with replacement when ``replace``
+    stepped = indices_with_replacement(guide) if (replace and model == "hier") else guide
+
     def make_svi(lr, lr_end, n):
-        return SVI(fn, guide, numpyro.optim.Adam(exponential_decay(lr, n, lr_end / lr)), Trace_ELBO())
+        return SVI(fn, stepped, numpyro.optim.Adam(exponential_decay(lr, n, lr_end / lr)), Trace_ELBO())
 
 
     large, rebuild = split_large_arrays(args)  # as ``fit``: the data enter as arguments, not constants
@@ -262,9 +271,7 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     key = jax.random.PRNGKey(12345)
     extra = () if model == "logistic" else args
     draws = guide.sample_posterior(key, params, *extra, sample_shape=(num_draws,))
-    # logistic: the model's plate draws (with replacement when ``replace``); hier: the guide's plate
-    # draws (NumPyro's default; the model replays its indices)
-    sampler = _randint_indices if (replace and model == "logistic") else _subsample_fn
+    sampler = _randint_indices if replace else _subsample_fn
     draw = jax.jit(lambda k: sampler(len(arrays[0]), batch, k))
     return {"summary": summarize(jax.device_get(draws), model), **times,
             "steps": int(len(losses)), "final_loss": float(np.mean(losses[-100:])),

@@ -37,7 +37,8 @@ SIZES: dict[str, dict[str, dict[str, float]]] = {
     "full": {"logistic": {"num_rows": 1_000_000, "num_features": 50, "batch": 20_000, "steps": 3000,
                           "lr": 5e-2, "lr_end": 1e-2, "final_steps": 800, "final_lr": 1e-2,
                           "final_lr_end": 1e-3, "average_last": 500},
-             "hier": {"num_groups": 1000, "group_size": 100, "batch": 100, "steps": 5000, "lr": 1e-2}},
+             "hier": {"num_groups": 1000, "group_size": 100, "batch": 100, "steps": 5000, "lr": 1e-2,
+                      "lr_end": 1e-3, "average_last": 2000}},
 }
 #: the keys of a ``SIZES`` entry that set the fit, not the data (``final_*``: a last phase on all rows,
 #: Adam from ``final_lr`` decaying to ``final_lr_end`` (default 1e-4), after the subsampled one from
