@@ -27,6 +27,14 @@ CHUNK = 100
 LARGE_ARRAY = 1 << 20
 
 
+def tail_mean(mean, params, step, num_steps: int, average_last: int):
+    """The running mean of the iterates of the last ``average_last`` of ``num_steps`` steps, after
+    step ``step`` (0-based, traced) made ``params``: ``mean`` unchanged before that stretch."""
+    count = step + 1 - (num_steps - average_last)  # iterates averaged so far, this one included
+    w = jnp.where(count > 0, 1.0 / jnp.maximum(count, 1), 0.0)
+    return jax.tree.map(lambda m, p: m + w * (p - m), mean, params)
+
+
 def split_large_arrays(tree) -> tuple[list, Callable]:
     """``(large, rebuild)``: the ``jax.Array`` leaves of ``tree`` with at least :data:`LARGE_ARRAY`
     elements, and ``rebuild(large)``, which returns ``tree`` with those leaves replaced (e.g. by
@@ -137,10 +145,7 @@ def fit(
         failed = failed | (run >= max_skipped_steps)
         prev = _select(skipped, prev, state)
         if average_last:
-            count = i + 1 - (num_steps - average_last)  # iterates averaged so far, this one included
-            w = jnp.where(count > 0, 1.0 / jnp.maximum(count, 1), 0.0)
-            params = svi.optim.get_params(new_state.optim_state)
-            mean = jax.tree.map(lambda m, p: m + w * (p - m), mean, params)
+            mean = tail_mean(mean, svi.optim.get_params(new_state.optim_state), i, num_steps, average_last)
         return (new_state, prev, good, first, run, failed, mean), (value, skipped, guard.clipped)
 
     @partial(jax.jit, static_argnums=3)

@@ -205,7 +205,7 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
 
     from models.api import bind
     from models.targets.large_data import hier_model, logistic_model
-    from numpyro_iaf.fit import CHUNK, split_large_arrays
+    from numpyro_iaf.fit import CHUNK, split_large_arrays, tail_mean
 
     fn = bind(logistic_model if model == "logistic" else hier_model, "numpyro")
     fn = indices_with_replacement(fn) if replace else fn
@@ -232,10 +232,8 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
         def body(carry, _):
             state, mean, done = carry
             state, loss = svi.update(state, *rebuild(large), subsample_size=subsample_size)
-            done = done + 1
-            w = jnp.where(done > total - average_last, 1.0 / (done - (total - average_last)), 0.0)
-            mean = jax.tree.map(lambda m, p: m + w * (p - m), mean, svi.optim.get_params(state.optim_state))
-            return (state, mean, done), loss
+            mean = tail_mean(mean, svi.optim.get_params(state.optim_state), done, total, average_last)
+            return (state, mean, done + 1), loss
 
         return jax.lax.scan(body, carry, None, CHUNK)
 
