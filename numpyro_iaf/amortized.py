@@ -477,13 +477,15 @@ class AutoAmortizedIAF(AutoGuide):
     def __call__(self, *args, **kwargs) -> dict:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        result, g = {}, None
-        if self.global_guide is not None:
+        result, global_draw = {}, None
+        if self.global_guide is not None and self.condition_on_globals:
             with handlers.trace() as global_trace:
                 result = dict(self.global_guide(*args, **kwargs))
-            if self.condition_on_globals:  # the draw [G] (unconstrained) and the loc it came from
-                prefix = self.global_guide.prefix
-                g = global_trace[f"_{prefix}_latent"]["value"], global_trace[f"{prefix}_loc"]["value"]
+            # the draw [G] (unconstrained) and the loc it came from
+            prefix = self.global_guide.prefix
+            global_draw = global_trace[f"_{prefix}_latent"]["value"], global_trace[f"{prefix}_loc"]["value"]
+        elif self.global_guide is not None:
+            result = dict(self.global_guide(*args, **kwargs))
         if self.plate_name is None:
             return result
         plate, x = self._plate(args, kwargs)
@@ -500,7 +502,7 @@ class AutoAmortizedIAF(AutoGuide):
             mu, sigma, h = self._check_encoder_output(self._apply_encoder(enc_params, x), x.shape[0])
             pad = (1,) * (-self.plate_dim - 1)
             B, D = x.shape[0], self.latent_dim
-            mu, mu_stl = self._global_shift(mu, x, g)
+            mu, mu_stl = self._global_shift(mu, x, global_draw)
             mu, sigma = mu.reshape(B, *pad, D), sigma.reshape(B, *pad, D)
             mu_stl = None if mu_stl is None else mu_stl.reshape(B, *pad, D)
             flow = self._flow.with_params(flow_params)

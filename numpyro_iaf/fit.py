@@ -16,7 +16,7 @@ from numpyro.infer.svi import SVIState
 from tqdm.auto import tqdm
 
 from .checks import MAX_SKIPPED_STEPS, NonFiniteLossError, skipped_warning
-from .guard import CLIP_FACTOR, GuardedOptim
+from .guard import CLIP_FACTOR, GuardedOptim, select
 
 __all__ = ["fit", "FitResult"]
 
@@ -136,14 +136,14 @@ def fit(
         guard = guarded.guard_state(new_state.optim_state)
         skipped = guard.skipped
         new_state = new_state._replace(
-            mutable_state=_select(skipped, state.mutable_state, new_state.mutable_state))
+            mutable_state=select(skipped, state.mutable_state, new_state.mutable_state))
         start = skipped & (run == 0) & ~failed
-        pick = _select(jnp.isfinite(value), state, prev)
-        good = _select(start, pick, good)
+        pick = select(jnp.isfinite(value), state, prev)
+        good = select(start, pick, good)
         first = jnp.where(start, i, first)
         run = jnp.where(skipped, run + 1, 0)
         failed = failed | (run >= max_skipped_steps)
-        prev = _select(skipped, prev, state)
+        prev = select(skipped, prev, state)
         if average_last:
             mean = tail_mean(mean, svi.optim.get_params(new_state.optim_state), i, num_steps, average_last)
         return (new_state, prev, good, first, run, failed, mean), (value, skipped, guard.clipped)
@@ -183,12 +183,6 @@ def fit(
         warnings.warn(skipped_warning(skipped_steps, num_steps), RuntimeWarning, stacklevel=2)
     params = svi.constrain_fn(carry[6]) if average_last else svi.get_params(state)
     return FitResult(params, losses, _unwrap(guarded, state), skipped_steps, clipped_steps)
-
-
-def _select(pred, on_true, on_false):
-    """``on_true`` if ``pred`` else ``on_false`` (pytrees): one ``lax.cond``, which XLA's CPU
-    backend compiles faster than a ``where`` per leaf of an SVI state."""
-    return jax.lax.cond(pred, lambda: on_true, lambda: on_false)
 
 
 def _unwrap(guarded: GuardedOptim, state: SVIState) -> SVIState:

@@ -496,12 +496,14 @@ class AutoAmortizedIAF(AutoGuide):
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         result, global_draw = {}, None
-        if self.global_guide is not None:
+        if self.global_guide is not None and self.condition_on_globals:
             with poutine.trace() as global_trace:
                 result = dict(self.global_guide(*args, **kwargs))
-            if self.condition_on_globals:  # the draw [..., G] (unconstrained) and the loc it came from
-                g = global_trace.trace.nodes[f"_{self.global_guide._pyro_name}_latent"]["value"]
-                global_draw = g, self.global_guide.loc
+            # the draw [..., G] (unconstrained) and the loc it came from
+            g = global_trace.trace.nodes[f"_{self.global_guide._pyro_name}_latent"]["value"]
+            global_draw = g, self.global_guide.loc
+        elif self.global_guide is not None:
+            result = dict(self.global_guide(*args, **kwargs))
         if self.plate_frame is None:
             return result
         frame = self.plate_frame

@@ -139,7 +139,7 @@ def fit(
             if step % 100 == 0:
                 bar.set_postfix(loss=f"{value:.4g}")
     if average_last:
-        _load_unconstrained(mean)
+        _restore({"params": mean})
     if skipped_steps:
         warnings.warn(skipped_warning(skipped_steps, num_steps), RuntimeWarning, stacklevel=2)
     params = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
@@ -154,13 +154,6 @@ def _accumulate(mean: dict[str, torch.Tensor], count: int) -> None:
                 mean[name] = value.detach().clone()
             else:
                 mean[name] += (value.detach() - mean[name]) / count
-
-
-def _load_unconstrained(values: dict[str, torch.Tensor]) -> None:
-    """Write unconstrained ``values`` into the param store's parameters, in place."""
-    with torch.no_grad():
-        for name, value in values.items():
-            pyro.get_param_store()._params[name].copy_(value)
 
 
 def _loss_and_grads(svi: SVI, args, kwargs) -> tuple[float, set]:

@@ -184,6 +184,12 @@ def _guide(model: str, fn, backend: str):
                                 condition_on_globals=CONDITION_ON_GLOBALS)
 
 
+def _check_average(average_last: int, steps: int, final_steps: int) -> None:
+    """The iterates averaged must lie in the last phase (the final one if any)."""
+    if not 0 <= average_last <= (final_steps or steps):
+        raise ValueError(f"average_last must be in [0, {final_steps or steps}] (the last phase's steps)")
+
+
 def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: float,
                 seed: int = 0, replace: bool = True, num_draws: int = NUM_DRAWS,
                 final_steps: int = 0, final_batch: int | None = None, final_lr: float = 1e-3,
@@ -212,8 +218,7 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     args = tuple(jnp.asarray(a) for a in arrays)
     guide = _guide(model, fn, "numpyro")
     total = steps + final_steps
-    if not 0 <= average_last <= (final_steps or steps):
-        raise ValueError(f"average_last must be in [0, {final_steps or steps}] (the last phase's steps)")
+    _check_average(average_last, steps, final_steps)
     times = {"init_s": 0.0, "compile_s": 0.0, "run_s": 0.0}
     losses: list = []
 
@@ -223,7 +228,6 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     def make_svi(lr, lr_end, n):
         return SVI(fn, stepped, numpyro.optim.Adam(exponential_decay(lr, n, lr_end / lr)), Trace_ELBO())
 
-
     large, rebuild = split_large_arrays(args)  # as ``fit``: the data enter as arguments, not constants
 
     def chunk(svi, carry, large, subsample_size):
@@ -232,7 +236,8 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
         def body(carry, _):
             state, mean, done = carry
             state, loss = svi.update(state, *rebuild(large), subsample_size=subsample_size)
-            mean = tail_mean(mean, svi.optim.get_params(state.optim_state), done, total, average_last)
+            if average_last:
+                mean = tail_mean(mean, svi.optim.get_params(state.optim_state), done, total, average_last)
             return (state, mean, done + 1), loss
 
         return jax.lax.scan(body, carry, None, CHUNK)
@@ -241,7 +246,7 @@ def fit_numpyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end
     start = time.perf_counter()
     state = svi.init(jax.random.PRNGKey(seed), *args, subsample_size=batch)
     times["init_s"] = time.perf_counter() - start
-    zero = jax.tree.map(jnp.zeros_like, svi.optim.get_params(state.optim_state))
+    zero = jax.tree.map(jnp.zeros_like, svi.optim.get_params(state.optim_state)) if average_last else None
     carry = (state, zero, jnp.zeros((), jnp.int32))
     phases = [(svi, steps, batch)]
     if final_steps:
@@ -304,8 +309,7 @@ def fit_pyro(model: str, arrays, *, batch: int, steps: int, lr: float, lr_end: f
         return list(fit(fn, guide, *args, subsample_size=subsample_size, optim=optim, num_steps=steps,
                         seed=seed, progress_bar=False, average_last=average).losses)
 
-    if not 0 <= average_last <= (final_steps or steps):
-        raise ValueError(f"average_last must be in [0, {final_steps or steps}] (the last phase's steps)")
+    _check_average(average_last, steps, final_steps)
     start = time.perf_counter()
     losses = phase(lr, lr_end, steps, batch, seed, 0 if final_steps else average_last)
     if final_steps:
