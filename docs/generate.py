@@ -351,6 +351,14 @@ def table_large_data() -> str:
     return table(_load("large_data.json"))
 
 
+def table_large_data_stability() -> str:
+    """Plain-``SVI`` fits of the large logistic regression by step size and ``stl``
+    (``models.bench.large_data_stability``)."""
+    from models.bench.large_data_report import table_stability
+
+    return table_stability(_load("large_data_stability.json"))
+
+
 def table_large_data_schedules(rows: str) -> str:
     """Fit schedules of the large logistic regression at ``rows`` rows
     (``models.bench.large_data --schedules --rows ROWS``)."""
@@ -725,6 +733,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "resnet_vae_step": table_resnet_vae_step,
     "large_data": table_large_data,
     "large_data_schedules": table_large_data_schedules,
+    "large_data_stability": table_large_data_stability,
     "gpu_resnet_vae": table_gpu_resnet_vae,
     "cpu_resnet_vae": table_cpu_resnet_vae,
     "posteriordb_fit": table_posteriordb_fit,

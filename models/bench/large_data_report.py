@@ -123,6 +123,28 @@ def table_schedules(result: dict) -> str:
     return "\n".join(lines)
 
 
+def table_stability(result: dict) -> str:
+    """Plain-``SVI`` fits by step size and ``stl`` (``python -m models.bench.large_data_stability``):
+    one row per backend and cell, the seeds side by side."""
+    lines = ["| backend | Adam step size | `stl` | loss, last 100 steps (per seed) | worst mean error, "
+             "posterior sds (per seed) |", "|---|---:|---|---|---|"]
+    cells: dict = {}
+    for r in result["rows"]:
+        cells.setdefault((r["backend"], r["lr"], str(r["stl"])), []).append(r)
+    for (backend, lr, stl), rows in cells.items():
+        loss = ", ".join(f"NaN at step {r['first_nonfinite_step']}" if r["final_loss"] is None
+                         else f"{r['final_loss']:,.0f}" for r in rows)
+        worst = ", ".join("-" if r["accuracy"] is None else f"{r['accuracy']['max_abs_err']:.1f}"
+                          for r in rows)
+        name = "NumPyro" if backend == "numpyro" else "Pyro"
+        lines.append(f"| {name} | {lr:g} | {stl} | {loss} | {worst} |")
+    lines.append(f"\n{result['steps']} steps of {result['batch']:,} rows, plain `SVI`, one particle; "
+                 f"{result['machine']}; run {result['date']}, load at the start "
+                 f"{_load(result['load_start'])}, at the end {_load(result['load_end'])}. "
+                 f"Command: `{result['command']}`.")
+    return "\n".join(lines)
+
+
 def _load(uptime: str) -> str:
     """The load averages of an ``uptime`` line ("load average: 1.0, 2.0, 3.0" -> "1.0, 2.0, 3.0")."""
     return uptime.split("load average:")[-1].strip()

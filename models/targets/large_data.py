@@ -35,7 +35,7 @@ SIZES: dict[str, dict[str, dict[str, float]]] = {
     "small": {"logistic": {"num_rows": 2000, "num_features": 5, "batch": 500, "steps": 400, "lr": 1e-2},
               "hier": {"num_groups": 20, "group_size": 10, "batch": 5, "steps": 1000, "lr": 1e-2}},
     "full": {"logistic": {"num_rows": 1_000_000, "num_features": 50, "batch": 20_000, "steps": 3000,
-                          "lr": 5e-2, "lr_end": 1e-2, "final_steps": 800, "final_lr": 1e-2,
+                          "lr": 2e-2, "lr_end": 1e-2, "final_steps": 800, "final_lr": 1e-2,
                           "final_lr_end": 1e-3, "average_last": 500},
              "hier": {"num_groups": 1000, "group_size": 100, "batch": 100, "steps": 5000, "lr": 1e-2,
                       "lr_end": 1e-3, "average_last": 2000}},
