@@ -32,7 +32,7 @@ BATCH = 20_000
 NUM_DRAWS = 4000
 
 
-def fit_numpyro(arrays, *, lr: float, stl: bool | None, steps: int, seed: int) -> dict:
+def plain_svi_numpyro(arrays, *, lr: float, stl: bool | None, steps: int, seed: int) -> dict:
     """Plain ``SVI.run`` in NumPyro; the losses and ``NUM_DRAWS`` guide draws."""
     import jax
     import jax.numpy as jnp
@@ -53,7 +53,7 @@ def fit_numpyro(arrays, *, lr: float, stl: bool | None, steps: int, seed: int) -
     return {"losses": np.asarray(res.losses, np.float64), "draws": draws}
 
 
-def fit_pyro(arrays, *, lr: float, stl: bool | None, steps: int, seed: int) -> dict:
+def plain_svi_pyro(arrays, *, lr: float, stl: bool | None, steps: int, seed: int) -> dict:
     """Plain ``SVI.step`` in Pyro, stopped where the loss (or the model's validation) fails."""
     import pyro
     import torch
@@ -91,7 +91,7 @@ def run(backends: list[str], steps: int, seeds: int, out: Path) -> dict:
               "batch": BATCH, "command": f"python -m models.bench.large_data_stability --steps {steps} "
               f"--seeds {seeds} --backend {'both' if len(backends) == 2 else backends[0]}", "rows": []}
     for backend in backends:
-        fit = fit_numpyro if backend == "numpyro" else fit_pyro
+        fit = plain_svi_numpyro if backend == "numpyro" else plain_svi_pyro
         for lr, stl in CELLS:
             for seed in range(seeds):
                 start = time.perf_counter()
